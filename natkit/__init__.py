@@ -1,0 +1,1 @@
+"""Python helpers shared by the tests and the failover harness."""

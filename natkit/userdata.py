@@ -1,0 +1,65 @@
+"""Renders the NAT instance user data with jinja2, byte for byte as Terraform's templatefile() does.
+
+There is one template, userdata/user-data.sh.tftpl. It uses only `${name}` interpolations, which
+jinja2 renders too once its variable delimiters are `${` and `}`. Directives (`%{ ... }`) are made
+jinja2 block delimiters on purpose: a template that gains one fails here instead of rendering
+differently from Terraform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import jinja2
+
+USERDATA_DIR = Path(__file__).resolve().parent.parent / "userdata"
+TEMPLATE_PATH = USERDATA_DIR / "user-data.sh.tftpl"
+BOOT_SCRIPT_PATH = USERDATA_DIR / "nat-boot.sh"
+
+_ENVIRONMENT = jinja2.Environment(
+    variable_start_string="${",
+    variable_end_string="}",
+    block_start_string="%{",
+    block_end_string="}",
+    comment_start_string="<jinja2-comment>",  # `{#` is ordinary bash (`${#array[@]}`)
+    comment_end_string="</jinja2-comment>",
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+)
+
+
+def template_vars(
+    *,
+    zone: str,
+    asg_name: str,
+    route_table_ids: Sequence[str],
+    served_cidrs: Sequence[str],
+    route_destination: str = "0.0.0.0/0",
+    eip_allocation_id: str | None = None,
+    alarm_name: str | None = None,
+    lifecycle_hook_name: str | None = None,
+) -> dict[str, str]:
+    """The template's variables, shaped as the module's `local.user_data_vars` shapes them."""
+    if not route_table_ids:
+        raise ValueError("route_table_ids: at least one private route table is required")
+    if not served_cidrs:
+        raise ValueError("served_cidrs: at least one CIDR is required")
+    return {
+        "zone": zone,
+        "asg_name": asg_name,
+        "route_table_ids": " ".join(route_table_ids),
+        "route_destination": route_destination,
+        "served_cidrs": " ".join(served_cidrs),
+        "eip_allocation_id": eip_allocation_id or "",
+        "alarm_name": alarm_name or "",
+        "lifecycle_hook_name": lifecycle_hook_name or "",
+        "boot_script": BOOT_SCRIPT_PATH.read_text(),
+    }
+
+
+def render(**config: object) -> str:
+    """The user data for one zone; keywords as for template_vars()."""
+    template = _ENVIRONMENT.from_string(TEMPLATE_PATH.read_text())
+    return template.render(template_vars(**config))  # type: ignore[arg-type]

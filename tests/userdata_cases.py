@@ -1,0 +1,32 @@
+"""Configurations the user data is rendered for: 1 and 3 zones, with and without EIP, alarm and hook."""
+
+from __future__ import annotations
+
+ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+
+
+def _zone_config(zone: str, index: int, *, eip: bool, alarm: bool, hook: bool, tables: int) -> dict:
+    return {
+        "zone": zone,
+        "asg_name": f"egress-{zone}",
+        "route_table_ids": [f"rtb-0{index}{n:015x}" for n in range(tables)],
+        "served_cidrs": ["10.0.0.0/16", "100.64.0.0/16"] if index == 2 else ["10.0.0.0/16"],
+        "route_destination": "0.0.0.0/0",
+        "eip_allocation_id": f"eipalloc-0{index}{'a' * 15}" if eip else None,
+        "alarm_name": f"egress-{zone}-status-check" if alarm else None,
+        "lifecycle_hook_name": "egress-launch" if hook else None,
+    }
+
+
+def cases() -> dict[str, list[dict]]:
+    """Case name -> one render config per zone."""
+    out: dict[str, list[dict]] = {}
+    for zones in (1, 3):
+        for eip in (False, True):
+            for features in (False, True):
+                name = f"{zones}z-{'eip' if eip else 'noeip'}-{'alarm+hook' if features else 'bare'}"
+                out[name] = [
+                    _zone_config(zone, i, eip=eip, alarm=features, hook=features, tables=1 + i)
+                    for i, zone in enumerate(ZONES[:zones])
+                ]
+    return out
