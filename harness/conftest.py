@@ -1,0 +1,88 @@
+"""`pytest harness`: options, the emulated (or real) AWS, and what a failing test gets attached."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from natlab.backend import Backend, BackendError, make_backend
+from natlab.netns import cleanup_all
+from natlab.settings import HarnessSettings, SettingsError
+
+logger = logging.getLogger("natlab")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("natlab", "NAT failover harness")
+    group.addoption("--backend", default="moto", choices=("moto", "localstack", "aws"),
+                    help="where AWS lives: embedded moto server (default), a LocalStack edge, or real AWS")
+    group.addoption("--endpoint-url", default=None,
+                    help="the LocalStack-compatible edge for --backend localstack (e.g. http://127.0.0.1:4566)")
+    group.addoption("--region", default=None, help="AWS region (default us-east-1; required with --backend aws)")
+    group.addoption("--aws-confirm-costs", action="store_true",
+                    help="with --backend aws: yes, launch real instances in my account and pay for them")
+    group.addoption("--sla", type=float, default=180.0,
+                    help="seconds from NAT failure to routes on the replacement (default 180)")
+    group.addoption("--boot-delay", type=float, default=0.0,
+                    help="modelled seconds from instance launch to user data start (real AWS: ~26-29 s)")
+    group.addoption("--report-dir", type=Path, default=Path("reports"),
+                    help="where failover timelines (table, SVG/HTML, JSON) are written (default ./reports)")
+    group.addoption("--keep", action="store_true",
+                    help="leave the lab up after the run for debugging, and print how to reach it")
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig: pytest.Config) -> HarnessSettings:
+    try:
+        return HarnessSettings.from_options(pytestconfig)
+    except SettingsError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Bad options fail at start-up, before anything is created.
+    try:
+        HarnessSettings.from_options(config)
+    except SettingsError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return f"natlab-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def backend(settings: HarnessSettings, run_id: str) -> Iterator[Backend]:
+    try:
+        chosen = make_backend(settings.backend, region=settings.region, endpoint_url=settings.endpoint_url,
+                              run_id=run_id, aws_confirm_costs=settings.aws_confirm_costs)
+        chosen.start()
+    except BackendError as error:
+        pytest.exit(f"natlab: {error}", returncode=4)
+    try:
+        yield chosen
+    finally:
+        chosen.close()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # An interrupted run must not leave namespaces, veths or processes behind either.
+    if not session.config.getoption("--keep", default=False):
+        removed = cleanup_all()
+        if removed:
+            logger.warning("natlab: removed leftover namespaces %s", removed)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed and call.when == "call":
+        lab = getattr(item, "natlab_lab", None)
+        if lab is not None:
+            for title, text in lab.diagnostics().items():
+                report.sections.append((f"natlab: {title}", text))
+    return report

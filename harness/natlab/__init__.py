@@ -1,0 +1,1 @@
+"""natlab: the failover harness library (one module per emulated thing)."""
