@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from natlab.backend import Backend, BackendError, make_backend
-from natlab.netns import cleanup_all
+from natlab.netns import PREFIX, RUN_ID, cleanup_all, cleanup_stale
 from natlab.settings import HarnessSettings, SettingsError
 
 logger = logging.getLogger("natlab")
@@ -72,7 +72,8 @@ def backend(settings: HarnessSettings, run_id: str) -> Iterator[Backend]:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # An interrupted run must not leave namespaces, veths or processes behind either.
     if not session.config.getoption("--keep", default=False):
-        removed = cleanup_all()
+        # Only this run's namespaces and those whose creating process died: a concurrent run keeps its own.
+        removed = cleanup_all(f"{PREFIX}{RUN_ID}-") + cleanup_stale()
         if removed:
             logger.warning("natlab: removed leftover namespaces %s", removed)
 

@@ -1,0 +1,364 @@
+"""The emulated VPC's data plane: real packets between namespaces, routed as the emulator says.
+
+``EmulatedVpc(ec2, vpc_id)`` reads the VPC from the emulator and builds, all in namespaces it owns:
+
+- a router namespace (``natlab-<run>-vpcN-rtr``, ip_forward=1) with one bridge per subnet (fixed MAC,
+  gateway ``.1`` of the subnet) and per subnet an ``ip rule iif <bridge> lookup <table>`` whose table
+  holds the VPC's on-link subnet routes plus the subnet's route table, kept in sync by ``RouteSync``
+  (see ``route_sync.py``: IGW with 1:1 NAT, ENI targets, blackholes for dead ENIs and for ENIs whose
+  source/dest check is on);
+- an internet namespace linked only to the router (see ``internet.py``: servers on 203.0.113.10);
+- a workload namespace per private subnet (``.10``, default via ``.1``), from which ``probes.py``
+  sends traffic;
+- instance namespaces are the sandbox's: ``attach()`` plugs one into its subnet's bridge.
+
+Why ``iif <bridge>`` and not ``from <subnet cidr> iif <bridge>``: an AWS route table applies to all
+traffic leaving the subnet, including what a NAT instance forwards with a foreign source address (a
+NAT that forgot to masquerade must hit the IGW and be dropped there, not bypass the route table).
+
+Everything is removed by ``close()`` (also when ``open()`` fails half-way): the sync thread stops,
+then each namespace's processes are killed by PID before the namespace is deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import itertools
+import logging
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import probes
+from .internet import INTERNET_LINK_IP, ROUTER_IFNAME, Internet
+from .netns import NETNS_DIR, Namespace, NamespaceError, bridge, set_master, set_sysctl, veth_pair
+from .route_sync import RouterEvent, RouteSync, SubnetPort, Target, nft_ruleset, table_for_subnet
+
+log = logging.getLogger(__name__)
+
+_vpc_counter = itertools.count(1)
+_port_counter = itertools.count(1)
+TABLE_BASE = 100
+RULE_PRIORITY_BASE = 1000
+WORKLOAD_IFNAME = "eth0"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A private workload: a namespace at ``ip`` in ``subnet_id``, default route via the router."""
+
+    subnet_id: str
+    ns: Namespace
+    ip: str
+
+    @property
+    def netns(self) -> Path:
+        return self.ns.path
+
+
+@dataclass
+class Attachment:
+    """An instance namespace plugged into a subnet bridge by ``EmulatedVpc.attach``."""
+
+    instance_id: str | None
+    ns_name: str
+    ifname: str
+    mac: str | None
+    ip: str
+    subnet_id: str
+    router_ifname: str
+
+    @property
+    def alive(self) -> bool:
+        """True while the instance namespace still exists."""
+        return (NETNS_DIR / self.ns_name).exists()
+
+
+def _ns_name(ns: Namespace | str) -> str:
+    return ns.name if isinstance(ns, Namespace) else str(ns)
+
+
+def _run_ip(ns_name: str, *args: str) -> None:
+    # netns.Namespace.ip needs a Namespace object; attach() also accepts a bare namespace name.
+    proc = subprocess.run(["ip", "-n", ns_name, *args], capture_output=True, text=True,
+                          timeout=10, check=False)
+    if proc.returncode != 0:
+        raise NamespaceError(f"ip -n {ns_name} {' '.join(args)} failed: {proc.stderr.strip()}")
+
+
+class EmulatedVpc:
+    """The data plane of one emulated VPC; a context manager (see the module docstring).
+
+    ``ec2`` is a boto3 EC2 client for the emulator (thread-safe; the sync thread uses it).
+    ``workload_subnets``: subnet ids that get a workload namespace; default: every subnet whose
+    route table has no route to an internet gateway (the private ones).
+    """
+
+    def __init__(self, ec2: Any, vpc_id: str, *, workload_subnets: Iterable[str] | None = None,
+                 workload_host: int = 10, poll_interval: float = 0.02,
+                 on_event: Callable[[RouterEvent], None] | None = None) -> None:
+        self.ec2 = ec2
+        self.vpc_id = vpc_id
+        self.tag = f"vpc{next(_vpc_counter)}"
+        self.workload_subnets = None if workload_subnets is None else set(workload_subnets)
+        self.workload_host = workload_host
+        self.poll_interval = poll_interval
+        self.on_event = on_event
+        self.router = Namespace(f"{self.tag}-rtr")
+        self.internet = Internet(self.router, f"{self.tag}-inet")
+        self.ports: dict[str, SubnetPort] = {}
+        self.workloads: dict[str, Workload] = {}
+        self.attachments: dict[str, Attachment] = {}  # by instance namespace name
+        self.sync: RouteSync | None = None
+        self.vpc_cidr = ""
+        self._lock = threading.Lock()
+        self._opened = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> EmulatedVpc:
+        return self.open()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def open(self) -> EmulatedVpc:
+        """Build the namespaces from the emulator's view and sync the routes once; then keep syncing."""
+        if self._opened:
+            return self
+        self._opened = True
+        started = time.monotonic()
+        try:
+            vpc = self.ec2.describe_vpcs(VpcIds=[self.vpc_id])["Vpcs"][0]
+            self.vpc_cidr = vpc["CidrBlock"]
+            subnets = sorted(
+                self.ec2.describe_subnets(
+                    Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}])["Subnets"],
+                key=lambda s: ipaddress.ip_network(s["CidrBlock"]))
+            tables = self.ec2.describe_route_tables(
+                Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}])["RouteTables"]
+            self.router.open()
+            set_sysctl(self.router, "net.ipv4.ip_forward", 1)
+            self.internet.open()
+            self._router_batch(["nft", "-f", "-"], nft_ruleset(ROUTER_IFNAME))
+            self._build_subnets(subnets)
+            for subnet in subnets:
+                if self._wants_workload(subnet, tables):
+                    self._add_workload(subnet["SubnetId"])
+            self.sync = RouteSync(self.ec2, self.vpc_id, self.router, self.ports.values(),
+                                  Target("via", via=INTERNET_LINK_IP, dev=ROUTER_IFNAME),
+                                  self.attached_ips, interval=self.poll_interval,
+                                  on_event=self.on_event)
+            self.sync.sync_once(full=True)
+            self.sync.start()
+        except BaseException:
+            self.close()
+            raise
+        log.info("emulated %s (%s): %d subnets, %d workloads, ready in %.0f ms", self.vpc_id,
+                 self.vpc_cidr, len(self.ports), len(self.workloads),
+                 (time.monotonic() - started) * 1000)
+        return self
+
+    def close(self) -> None:
+        """Stop syncing, kill every process, delete every namespace. Idempotent; never raises on
+        a half-built VPC."""
+        if self.sync is not None:
+            self.sync.stop()
+        for workload in list(self.workloads.values()):
+            workload.ns.close()
+        with self._lock:
+            self.attachments.clear()
+        self.internet.close()
+        self.router.close()  # instance-side veth ends vanish with their router ends
+
+    def _router_batch(self, argv: list[str], script: str) -> None:
+        proc = self.router.run(argv, input=script.encode(), timeout=10, check=False)
+        if proc.returncode != 0:
+            raise NamespaceError(f"{' '.join(argv)} in {self.router.name} failed: "
+                                 f"{proc.stderr.decode().strip()}\n{script}")
+
+    def _wants_workload(self, subnet: dict[str, Any], tables: list[dict[str, Any]]) -> bool:
+        if self.workload_subnets is not None:
+            return subnet["SubnetId"] in self.workload_subnets
+        table = table_for_subnet(tables, subnet["SubnetId"]) or {}
+        return not any(r.get("GatewayId", "").startswith("igw-") for r in table.get("Routes") or [])
+
+    def _build_subnets(self, subnets: list[dict[str, Any]]) -> None:
+        vpc_index = int(self.tag[3:]) % 256
+        for index, subnet in enumerate(subnets):
+            cidr = ipaddress.ip_network(subnet["CidrBlock"])
+            port = SubnetPort(subnet["SubnetId"], str(cidr), f"nlbr{index}", TABLE_BASE + index)
+            bridge(self.router, port.bridge, f"02:4e:4c:{vpc_index:02x}:{index:02x}:01")
+            self.router.add_address(port.bridge, f"{cidr.network_address + 1}/{cidr.prefixlen}")
+            self.ports[port.subnet_id] = port
+        lines = []
+        for port in self.ports.values():
+            for other in self.ports.values():  # the VPC's local route, subnet by subnet
+                lines.append(f"route replace {other.cidr} dev {other.bridge} table {port.table}")
+            lines.append(f"route replace blackhole {self.vpc_cidr} table {port.table}")
+            priority = RULE_PRIORITY_BASE + 2 * (port.table - TABLE_BASE)
+            lines.append(f"rule add iif {port.bridge} priority {priority} lookup {port.table}")
+            # Nothing in the subnet's route table matched: AWS drops it (no ICMP).
+            lines.append(f"rule add iif {port.bridge} priority {priority + 1} blackhole")
+        self._router_batch(["ip", "-batch", "-"], "\n".join(lines) + "\n")
+
+    def _add_workload(self, subnet_id: str) -> Workload:
+        port = self.ports[subnet_id]
+        index = port.table - TABLE_BASE
+        cidr = ipaddress.ip_network(port.cidr)
+        ip = str(cidr.network_address + self.workload_host)
+        ns = Namespace(f"{self.tag}-wl{index}")
+        self.workloads[subnet_id] = workload = Workload(subnet_id, ns, ip)
+        ns.open()
+        veth_pair(self.router, f"nlwl{index}", ns, WORKLOAD_IFNAME)
+        set_master(self.router, f"nlwl{index}", port.bridge)
+        ns.add_address(WORKLOAD_IFNAME, f"{ip}/{cidr.prefixlen}")
+        ns.ip("route", "add", "default", "via", str(cidr.network_address + 1))
+        return workload
+
+    # -- instances ---------------------------------------------------------------------------------
+
+    def attach(self, ns: Namespace | str, ifname: str = "ens5", mac: str | None = None,
+               ip_cidr: str = "", gateway: str | None = None, *,
+               instance_id: str | None = None) -> Attachment:
+        """Plug namespace ``ns`` into the bridge of the subnet that contains ``ip_cidr``.
+
+        Creates veth ``ifname`` (with ``mac``) in ``ns`` with address ``ip_cidr`` and a default route
+        via ``gateway`` (default: the subnet's ``.1``). ``instance_id`` names the instance for
+        ``detach_instance``; when omitted it is looked up in the emulator by private IP.
+        """
+        name = _ns_name(ns)
+        iface = ipaddress.ip_interface(ip_cidr)
+        port = next((p for p in self.ports.values()
+                     if iface.ip in ipaddress.ip_network(p.cidr)), None)
+        if port is None:
+            raise ValueError(f"{ip_cidr} is in none of the subnets of {self.vpc_id}: "
+                             f"{[p.cidr for p in self.ports.values()]}")
+        gateway = gateway or str(ipaddress.ip_network(port.cidr).network_address + 1)
+        if instance_id is None:
+            instance_id = self._instance_by_ip(str(iface.ip))
+        router_if = f"nli{next(_port_counter)}"
+        link = ["link", "add", router_if, "type", "veth", "peer", "name", ifname, "netns", name]
+        self.router.ip(*(link + (["address", mac] if mac else [])))
+        try:
+            set_master(self.router, router_if, port.bridge)
+            self.router.link_up(router_if)
+            _run_ip(name, "addr", "add", str(iface), "dev", ifname)
+            _run_ip(name, "link", "set", ifname, "up")
+            _run_ip(name, "route", "replace", "default", "via", gateway, "dev", ifname)
+        except BaseException:
+            self.router.ip("link", "del", router_if, check=False)
+            raise
+        attachment = Attachment(instance_id, name, ifname, mac, str(iface.ip), port.subnet_id,
+                                router_if)
+        with self._lock:
+            self.attachments[name] = attachment
+        log.info("attached %s (%s, %s) to %s as %s", instance_id, name, iface, port.subnet_id,
+                 router_if)
+        if self.sync is not None:
+            self.sync.kick()
+        return attachment
+
+    def attach_instance(self, instance_id: str, ns: Namespace | str, *,
+                        ifname: str = "ens5") -> Attachment:
+        """``attach`` with MAC, private IP and subnet read from the instance's primary ENI."""
+        eni = self.ec2.describe_network_interfaces(Filters=[
+            {"Name": "attachment.instance-id", "Values": [instance_id]}])["NetworkInterfaces"]
+        primary = next(e for e in eni if (e.get("Attachment") or {}).get("DeviceIndex") == 0)
+        prefix = ipaddress.ip_network(self.ports[primary["SubnetId"]].cidr).prefixlen
+        return self.attach(ns, ifname, primary["MacAddress"],
+                           f"{primary['PrivateIpAddress']}/{prefix}", instance_id=instance_id)
+
+    def detach(self, ns: Namespace | str) -> None:
+        """Unplug namespace ``ns`` (its veth goes); routes to its ENI black-hole. Idempotent."""
+        with self._lock:
+            attachment = self.attachments.pop(_ns_name(ns), None)
+        if attachment is None:
+            return
+        self.router.ip("link", "del", attachment.router_ifname, check=False)
+        log.info("detached %s (%s)", attachment.instance_id, attachment.ns_name)
+        if self.sync is not None:
+            self.sync.kick()
+
+    def detach_instance(self, instance_id: str) -> None:
+        """Unplug every namespace attached for ``instance_id``. Idempotent."""
+        with self._lock:
+            names = [a.ns_name for a in self.attachments.values() if a.instance_id == instance_id]
+        for name in names:
+            self.detach(name)
+
+    def attached_ips(self) -> set[str]:
+        """Private IPs of instances plugged into the data plane whose namespace still exists."""
+        with self._lock:
+            return {a.ip for a in self.attachments.values() if a.alive}
+
+    def _instance_by_ip(self, ip: str) -> str | None:
+        enis = self.ec2.describe_network_interfaces(Filters=[
+            {"Name": "vpc-id", "Values": [self.vpc_id]},
+            {"Name": "addresses.private-ip-address", "Values": [ip]}])["NetworkInterfaces"]
+        return next(((e.get("Attachment") or {}).get("InstanceId") for e in enis), None)
+
+    # -- probes and observation --------------------------------------------------------------------
+
+    def workload(self, subnet_id: str | None = None) -> Workload:
+        """The workload of ``subnet_id`` (default: the only / first private subnet's)."""
+        if subnet_id is not None:
+            return self.workloads[subnet_id]
+        if not self.workloads:
+            raise LookupError(f"{self.vpc_id} has no workload subnet")
+        return next(iter(self.workloads.values()))
+
+    def whoami(self, subnet_id: str | None = None, timeout: float = 2.0) -> str:
+        """HTTP from the workload: the address the internet server saw (the NAT's public IP)."""
+        return probes.http_whoami(self.workload(subnet_id).netns, timeout=timeout)
+
+    def udp_stream(self, subnet_id: str | None = None, **kwargs: Any) -> probes.UdpStream:
+        """A ``probes.UdpStream`` from the workload (use as a context manager)."""
+        return probes.UdpStream(self.workload(subnet_id).netns, **kwargs)
+
+    def tcp_hold(self, subnet_id: str | None = None, **kwargs: Any) -> probes.TcpHold:
+        """A ``probes.TcpHold`` from the workload (use as a context manager)."""
+        return probes.TcpHold(self.workload(subnet_id).netns, **kwargs)
+
+    @property
+    def events(self) -> list[RouterEvent]:
+        """Every kernel change the router made, in order."""
+        return list(self.sync.events) if self.sync is not None else []
+
+    def timeline(self) -> list[str]:
+        """The events as timeline lines (``HH:MM:SS.mmmZ router: route rtb-… 0.0.0.0/0 → …``)."""
+        return [str(e) for e in self.events]
+
+    def wait_for_event(self, pattern: str, *, after: float = 0.0, timeout: float = 5.0) -> RouterEvent:
+        """The first event with ``mono > after`` whose text matches regex ``pattern``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events:
+                if event.mono > after and regex.search(event.text):
+                    return event
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no router event matching {pattern!r} within {timeout}s; "
+                                   f"events: {self.timeline()[-10:]}")
+            time.sleep(0.001)
+
+    def kernel_state(self) -> str:
+        """The router's rules, routes and nftables, for failure reports."""
+        parts = []
+        for argv in (["ip", "rule"], ["ip", "route", "show", "table", "all"],
+                     ["nft", "list", "ruleset"]):
+            with contextlib.suppress(Exception):
+                out = self.router.run(argv, timeout=10, check=False)
+                parts.append(f"$ {' '.join(argv)}\n{out.stdout.decode()}{out.stderr.decode()}")
+        return "\n".join(parts)
+
+
+__all__ = ["Attachment", "EmulatedVpc", "Workload"]

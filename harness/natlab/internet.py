@@ -1,0 +1,128 @@
+"""The emulated internet: one namespace linked only to the VPC router, hosting the test servers.
+
+Addresses (documentation ranges, never routed anywhere real):
+
+- link router <-> internet: 192.0.2.0/30 (TEST-NET-1), router ``192.0.2.1`` on ``nligw0``,
+  internet ``192.0.2.2`` on ``eth0``;
+- servers: ``203.0.113.10`` (TEST-NET-3) on the internet's ``lo``: HTTP :80 (answers with the client
+  address it saw), UDP echo :7, TCP line echo :9000 (see ``inet_servers.py``).
+
+The internet's only route is a default via the router, so replies to the public IPs that moto hands
+out (``54.214.x.x`` auto-assigned, ``127.x.y.z`` Elastic IPs) go back to the router and nowhere else.
+Because moto's Elastic IPs are in 127/8, the internet namespace accepts and routes them
+(``route_localnet=1`` and its local table keeps only ``127.0.0.1``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from .netns import Namespace, set_sysctl, veth_pair
+
+log = logging.getLogger(__name__)
+
+SERVER_IP = "203.0.113.10"
+HTTP_PORT = 80
+UDP_ECHO_PORT = 7
+TCP_ECHO_PORT = 9000
+ROUTER_LINK_IP = "192.0.2.1"
+INTERNET_LINK_IP = "192.0.2.2"
+LINK_PREFIX = 30
+ROUTER_IFNAME = "nligw0"
+INTERNET_IFNAME = "eth0"
+SERVERS_SCRIPT = Path(__file__).with_name("inet_servers.py")
+READY_DEADLINE = 10.0
+
+
+class Internet:
+    """The internet namespace, its link to ``router`` and its servers; a context manager.
+
+    ``close()`` kills the servers (by PID, via the namespace) and deletes the namespace (which also
+    removes the link's router end). A failure half-way through ``open()`` undoes what was made.
+    """
+
+    def __init__(self, router: Namespace, suffix: str) -> None:
+        self.router = router
+        self.ns = Namespace(suffix)
+        self.servers: subprocess.Popen[str] | None = None
+        self.http_clients: list[str] = []
+        """Client addresses the HTTP server saw, in order (from its ``http <client>`` lines)."""
+
+    def __enter__(self) -> Internet:
+        return self.open()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def open(self) -> Internet:
+        try:
+            self.ns.open()
+            veth_pair(self.router, ROUTER_IFNAME, self.ns, INTERNET_IFNAME)
+            self.router.add_address(ROUTER_IFNAME, f"{ROUTER_LINK_IP}/{LINK_PREFIX}")
+            self.ns.add_address(INTERNET_IFNAME, f"{INTERNET_LINK_IP}/{LINK_PREFIX}")
+            self.ns.add_address("lo", f"{SERVER_IP}/32")
+            self.ns.ip("route", "add", "default", "via", ROUTER_LINK_IP)
+            # moto's Elastic IPs are 127.x.y.z: accept them as sources and send replies to them
+            # through the router instead of to this namespace's own loopback.
+            for key in ("net.ipv4.conf.all.route_localnet",
+                        f"net.ipv4.conf.{INTERNET_IFNAME}.route_localnet"):
+                set_sysctl(self.ns, key, 1)
+            self.ns.ip("route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
+            self._start_servers()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start_servers(self) -> None:
+        self.servers = self.ns.popen(
+            [sys.executable, str(SERVERS_SCRIPT), "--address", SERVER_IP],
+            stdout=subprocess.PIPE, text=True, bufsize=1)
+        assert self.servers.stdout is not None
+        deadline = time.monotonic() + READY_DEADLINE
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.servers.stdout], [], [], 0.05)
+            if ready:
+                line = self.servers.stdout.readline()
+                if line.strip() == "ready":
+                    log.debug("internet servers ready on %s (pid %d)", SERVER_IP, self.servers.pid)
+                    threading.Thread(target=self._drain, args=(self.servers.stdout,),
+                                     name="internet-servers-out", daemon=True).start()
+                    return
+                if not line:
+                    break
+        raise TimeoutError(f"internet servers not ready within {READY_DEADLINE}s "
+                           f"(exit status {self.servers.poll()})")
+
+    def _drain(self, stream: IO[str]) -> None:
+        """Read the servers' output (so its pipe never fills) and keep the HTTP clients seen."""
+        with contextlib.suppress(ValueError, OSError):
+            for line in stream:
+                if line.startswith("http "):
+                    self.http_clients.append(line.split()[1])
+
+    def wait_http_clients(self, count: int, timeout: float = 2.0) -> list[str]:
+        """``http_clients`` once it holds at least ``count`` entries (the log trails the reply)."""
+        deadline = time.monotonic() + timeout
+        while len(self.http_clients) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"HTTP server logged {len(self.http_clients)} of {count} requests")
+            time.sleep(0.002)
+        return list(self.http_clients)
+
+    def close(self) -> None:
+        """Kill the servers and delete the namespace. Idempotent."""
+        self.ns.close()
+        if self.servers is not None and self.servers.stdout is not None:
+            with contextlib.suppress(OSError):
+                self.servers.stdout.close()

@@ -1,0 +1,149 @@
+"""The emulated VPC data plane: real packets follow moto's route tables through NAT namespaces.
+
+Each test builds a moto VPC (public + private subnet, IGW, two "NAT instances") and an EmulatedVpc
+over it; the NATs are namespaces configured the way the boot script would (or deliberately not).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+from moto.server import ThreadedMotoServer
+from natlab import netns
+from natlab.dataplane import EmulatedVpc
+from natlab.dataplane_lab import CloudLab, MotoEc2, build_cloud, ec2_client, nat_instance
+
+pytestmark = [
+    pytest.mark.dataplane,
+    pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or ""),
+]
+log = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="module")
+def moto_ec2() -> Iterator[MotoEc2]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        yield MotoEc2(ec2_client(endpoint), endpoint)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def lab(moto_ec2: MotoEc2) -> CloudLab:
+    moto_ec2.reset()
+    return build_cloud(moto_ec2.client)
+
+
+@pytest.fixture
+def vpc(lab: CloudLab) -> Iterator[EmulatedVpc]:
+    with EmulatedVpc(lab.ec2, lab.vpc_id) as emulated:
+        try:
+            yield emulated
+        finally:  # shown by pytest when the test fails
+            log.info("timeline:\n%s", "\n".join(emulated.timeline()))
+            log.info("router kernel state:\n%s", emulated.kernel_state())
+
+
+def test_egress_goes_through_nat_a_and_the_internet_sees_its_elastic_ip(
+        lab: CloudLab, vpc: EmulatedVpc) -> None:
+    lab.route_private_to(lab.nat_a, create=True)
+    with nat_instance(vpc, lab, lab.nat_a):
+        vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_a]}")
+        assert vpc.whoami() == lab.public_ip[lab.nat_a], "masquerade via A then the IGW's 1:1 NAT"
+        assert vpc.internet.wait_http_clients(1) == [lab.public_ip[lab.nat_a]]
+
+
+def test_route_replaced_to_nat_b_moves_traffic_within_tens_of_ms(
+        lab: CloudLab, vpc: EmulatedVpc) -> None:
+    lab.route_private_to(lab.nat_a, create=True)
+    with nat_instance(vpc, lab, lab.nat_a), nat_instance(vpc, lab, lab.nat_b):
+        vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_a]}")
+        assert vpc.whoami() == lab.public_ip[lab.nat_a]
+        latencies = []
+        with vpc.udp_stream(rate=100, duration=5) as stream:
+            stream.wait_received(10)
+            for target in (lab.nat_b, lab.nat_a) * 5:
+                before = time.monotonic()
+                lab.route_private_to(target)
+                event = vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[target]}", after=before)
+                latencies.append(event.mono - before)
+                time.sleep(0.15)
+            lab.route_private_to(lab.nat_b)
+            vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_b]}", after=time.monotonic())
+            stream.stop()
+        latencies.sort()
+        log.info("route change (ReplaceRoute call) -> kernel: min %.0f median %.0f max %.0f ms",
+                 latencies[0] * 1e3, latencies[len(latencies) // 2] * 1e3, latencies[-1] * 1e3)
+        assert latencies[len(latencies) // 2] < 0.1, f"median route sync latency {latencies}"
+        result = stream.result
+        assert result.lost <= 2, f"switching between two ready NATs lost {result.gaps()}"
+        assert vpc.whoami() == lab.public_ip[lab.nat_b], "the internet now sees B's public IP"
+
+
+def test_nat_whose_eni_keeps_source_dest_check_gets_no_forwarded_traffic(
+        lab: CloudLab, vpc: EmulatedVpc) -> None:
+    lab.route_private_to(lab.nat_a, create=True)
+    with nat_instance(vpc, lab, lab.nat_a, disable_source_dest_check=False):
+        vpc.wait_for_event(rf"0\.0\.0\.0/0 → blackhole: {lab.eni[lab.nat_a]} .*source/dest check is on")
+        with pytest.raises(OSError):
+            vpc.whoami(timeout=0.5)
+        lab.ec2.modify_network_interface_attribute(NetworkInterfaceId=lab.eni[lab.nat_a],
+                                                   SourceDestCheck={"Value": False})
+        vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_a]}")
+        assert vpc.whoami() == lab.public_ip[lab.nat_a], "works once the check is off"
+
+
+def test_route_to_a_terminated_instances_eni_black_holes(lab: CloudLab, vpc: EmulatedVpc) -> None:
+    lab.route_private_to(lab.nat_a, create=True)
+    with nat_instance(vpc, lab, lab.nat_a):
+        vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_a]}")
+        lab.ec2.terminate_instances(InstanceIds=[lab.nat_a])  # moto keeps the route "active"
+        event = vpc.wait_for_event(rf"0\.0\.0\.0/0 → blackhole: {lab.eni[lab.nat_a]} .*terminated")
+        assert "dead" in event.text
+        with pytest.raises(OSError):
+            vpc.whoami(timeout=0.5)
+
+
+def test_egress_fails_when_the_nat_does_not_masquerade(lab: CloudLab, vpc: EmulatedVpc) -> None:
+    lab.route_private_to(lab.nat_a, create=True)
+    with nat_instance(vpc, lab, lab.nat_a, masquerade=False):
+        vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_a]}")
+        with pytest.raises(OSError):
+            vpc.whoami(timeout=0.5)  # the IGW drops a source without a public IP
+        assert vpc.internet.http_clients == []
+
+
+def test_egress_fails_when_the_nat_does_not_forward(lab: CloudLab, vpc: EmulatedVpc) -> None:
+    lab.route_private_to(lab.nat_a, create=True)
+    with nat_instance(vpc, lab, lab.nat_a, forwarding=False):
+        vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_a]}")
+        with pytest.raises(OSError):
+            vpc.whoami(timeout=0.5)
+
+
+def test_private_subnet_without_a_default_route_has_no_egress(lab: CloudLab, vpc: EmulatedVpc) -> None:
+    with pytest.raises(OSError):
+        vpc.whoami(timeout=0.5)
+
+
+def test_moving_the_elastic_ip_to_nat_b_changes_what_the_internet_sees(
+        lab: CloudLab, vpc: EmulatedVpc) -> None:
+    lab.route_private_to(lab.nat_b, create=True)
+    with nat_instance(vpc, lab, lab.nat_b):
+        vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_b]}")
+        assert vpc.whoami() == lab.public_ip[lab.nat_b]
+        eip = lab.public_ip[lab.nat_a]
+        allocation = lab.ec2.describe_addresses(PublicIps=[eip])["Addresses"][0]["AllocationId"]
+        before = time.monotonic()
+        lab.ec2.associate_address(AllocationId=allocation, InstanceId=lab.nat_b,
+                                  AllowReassociation=True)
+        vpc.wait_for_event(rf"igw nat \S+ ↔ {eip}", after=before)
+        assert vpc.whoami() == eip
