@@ -6,9 +6,13 @@ import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from natlab.backend import Backend, BackendError, make_backend
+from natlab.failover import FailoverResult
+from natlab.failover_report import report_failover
+from natlab.lab import Lab, LabConfig
 from natlab.netns import PREFIX, RUN_ID, cleanup_all, cleanup_stale
 from natlab.settings import HarnessSettings, SettingsError
 
@@ -87,3 +91,56 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             for title, text in lab.diagnostics().items():
                 report.sections.append((f"natlab: {title}", text))
     return report
+
+
+def _lab(request: pytest.FixtureRequest, backend: Backend, settings: HarnessSettings, run_id: str,
+         config: LabConfig) -> Iterator[Lab]:
+    backend.reset()
+    with Lab(backend, config, settings, run_id) as lab:
+        try:
+            yield lab
+        finally:
+            if settings.keep:
+                print(f"\n--keep: the {config.fixture} lab stays up\n{lab.how_to_reach()}")  # noqa: T201
+
+
+@pytest.fixture(scope="module")
+def one_zone_lab(request: pytest.FixtureRequest, backend: Backend, settings: HarnessSettings,
+                 run_id: str) -> Iterator[Lab]:
+    yield from _lab(request, backend, settings, run_id,
+                    LabConfig("one_zone", name="natlab-1z", tf_vars={"elastic_ip": "create"}))
+
+
+@pytest.fixture(scope="module")
+def three_zone_lab(request: pytest.FixtureRequest, backend: Backend, settings: HarnessSettings,
+                   run_id: str) -> Iterator[Lab]:
+    yield from _lab(request, backend, settings, run_id,
+                    LabConfig("three_zones", name="natlab-3z", tf_vars={"elastic_ip": "none"}))
+
+
+@pytest.fixture(autouse=True)
+def _attach_lab_to_item(request: pytest.FixtureRequest) -> None:
+    # Lets the report hook find the lab of a failing test, to attach its logs.
+    for name in ("one_zone_lab", "three_zone_lab"):
+        if name in request.fixturenames:
+            request.node.natlab_lab = request.getfixturevalue(name)
+
+
+REPORTS = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def record_failover(request: pytest.FixtureRequest):
+    """Writes a failover's report and keeps its text for the end-of-run summary."""
+
+    def record(lab: Lab, result: FailoverResult, name: str) -> None:
+        text, _ = report_failover(lab, result, name)
+        request.config.stash.setdefault(REPORTS, []).append(text)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    for text in config.stash.get(REPORTS, []):
+        terminalreporter.write_sep("-", "failover timeline")
+        terminalreporter.write_line(text)

@@ -1,0 +1,413 @@
+"""What AWS does to an Auto Scaling group of NAT instances that moto does not: health and hooks.
+
+moto launches a replacement when an ASG instance is terminated, but nothing ever decides to
+terminate one: stopped instances, failed status checks, status-check alarms with the EC2
+terminate action, and ABANDONed launches are all ignored. :class:`AsgHealthController` is a
+background thread that watches the groups through the public API (boto3) and does those things
+with AWS-like timing, reporting each step to ``on_event(kind, instance_id, t)``.
+
+Use it with moto only (:class:`natlab.backend.MotoBackend`); real AWS does all of this itself.
+
+What is modelled (AWS figures are the defaults of :class:`AwsDelays`):
+
+- a stopped/stopping instance: the ASG EC2 health check marks it Unhealthy, then terminates it;
+  moto launches the replacement;
+- an impaired instance (fault injected by :meth:`AsgHealthController.impair`): the EC2 status
+  check fails at its next run; an alarm on ``AWS/EC2 StatusCheckFailed`` for that instance whose
+  actions include ``arn:aws:automate:<region>:ec2:terminate`` goes to ALARM after its own
+  ``Period x EvaluationPeriods`` and terminates the instance. Without such an alarm the ASG's EC2
+  health check still replaces the instance (it treats impaired status checks as unhealthy), later;
+- launch lifecycle hooks: ABANDON (recorded by :mod:`natlab.moto_fixes`) terminates the instance;
+  an instance left in ``Pending:Wait`` past the hook's heartbeat timeout gets the DefaultResult.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import botocore.exceptions
+
+logger = logging.getLogger(__name__)
+
+# Event kinds passed to on_event.
+LAUNCHED = "launched"  # an instance appeared in a group (the first one, or a replacement)
+UNHEALTHY = "unhealthy"  # SetInstanceHealth Unhealthy
+ALARM = "alarm"  # a status-check alarm went to ALARM
+TERMINATE = "terminate"  # the controller asked for termination
+GONE = "gone"  # an instance left its group
+LIFECYCLE_TIMEOUT = "lifecycle-timeout"  # heartbeat timeout: the hook's DefaultResult applied
+ABANDONED = "abandoned"  # the boot script answered ABANDON
+
+STATUS_CHECK_METRICS = ("StatusCheckFailed", "StatusCheckFailed_Instance")
+NOT_RUNNING = ("stopping", "stopped")
+
+
+@dataclasses.dataclass(frozen=True)
+class AwsDelays:
+    """How long AWS takes for each step, in seconds. Tests pass small values.
+
+    Defaults are AWS's own figures (documented or commonly observed), so a run with the defaults
+    shows real-world failover times.
+    """
+
+    #: How often the controller looks at the groups (not an AWS figure).
+    poll_interval: float = 0.2
+    #: ASG EC2 health check noticing a stopped/stopping instance: observed 10-60 s.
+    stopped_detection: float = 30.0
+    #: Unhealthy -> TerminateInstance by the ASG: a few seconds.
+    unhealthy_to_terminate: float = 5.0
+    #: EC2 status checks run every minute; the first failed check lands within this.
+    status_check_interval: float = 60.0
+    #: Alarm evaluation after the first failed check; None = the alarm's Period x EvaluationPeriods.
+    alarm_evaluation: float | None = None
+    #: ASG EC2 health check acting on an impaired status without any alarm: "several minutes".
+    impaired_detection: float = 300.0
+    #: ABANDON -> termination by the ASG: a few seconds.
+    abandon_to_terminate: float = 2.0
+    #: Pending:Wait heartbeat timeout; None = the hook's HeartbeatTimeout (AWS default 3600 s).
+    lifecycle_timeout: float | None = None
+    #: Health checks are ignored this long after launch; None = the group's HealthCheckGracePeriod.
+    grace_period: float | None = None
+
+    @classmethod
+    def fast(cls, scale: float = 0.01) -> AwsDelays:
+        """AWS's figures scaled down (0.01: 30 s -> 0.3 s), with grace and hook timeouts too."""
+        return cls(
+            poll_interval=0.05,
+            stopped_detection=30.0 * scale,
+            unhealthy_to_terminate=5.0 * scale,
+            status_check_interval=60.0 * scale,
+            alarm_evaluation=120.0 * scale,
+            impaired_detection=300.0 * scale,
+            abandon_to_terminate=2.0 * scale,
+            lifecycle_timeout=300.0 * scale,
+            grace_period=0.0,
+        )
+
+
+class EventHook(Protocol):
+    def __call__(self, kind: str, instance_id: str, t: float) -> None: ...
+
+
+class _Backend(Protocol):
+    region: str
+
+    def client(self, service: str) -> Any: ...
+
+
+@dataclasses.dataclass
+class _Tracked:
+    """What the controller knows about one instance of one group."""
+
+    group: str
+    first_seen: float
+    not_running_since: float | None = None
+    unhealthy_at: float | None = None
+    terminate_requested: bool = False
+
+
+class AsgHealthController:
+    """Background thread acting for the ASG health checks, status-check alarms and hooks."""
+
+    def __init__(
+        self,
+        backend: _Backend,
+        delays: AwsDelays | None = None,
+        groups: Iterable[str] | None = None,
+        on_event: EventHook | None = None,
+        lifecycle_actions: Callable[[], Sequence[Any]] | None = None,
+    ) -> None:
+        """``groups``: names to watch (None: all). ``lifecycle_actions``: source of
+        CompleteLifecycleAction calls (default: moto_fixes.LIFECYCLE.actions)."""
+        self.backend = backend
+        self.delays = delays or AwsDelays()
+        self.groups = set(groups) if groups is not None else None
+        self.on_event = on_event
+        if lifecycle_actions is None:
+            from natlab import moto_fixes
+
+            lifecycle_actions = moto_fixes.LIFECYCLE.actions
+        self._lifecycle_actions = lifecycle_actions
+        self._lock = threading.Lock()
+        self._impaired: dict[str, float] = {}
+        self._tracked: dict[str, _Tracked] = {}
+        self._handled_actions: set[tuple[str, str, float]] = set()
+        self._current: dict[str, list[str]] = {}
+        self.events: list[tuple[str, str, float]] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._polled = threading.Condition()
+        self._polls = 0
+        self._thread: threading.Thread | None = None
+
+    # --- public API --------------------------------------------------------------------------
+
+    def impair(self, instance_id: str) -> None:
+        """Fault injection: from now on ``instance_id`` fails its EC2 status checks."""
+        with self._lock:
+            self._impaired.setdefault(instance_id, time.monotonic())
+        logger.info("impaired %s: its status checks fail from now on", instance_id)
+
+    def current_instances(self) -> dict[str, list[str]]:
+        """Group name -> ids of its live instances, as of the last poll."""
+        with self._lock:
+            return {group: list(ids) for group, ids in self._current.items()}
+
+    def wait_for_poll(self, timeout: float = 5.0) -> None:
+        """Block until one full poll has run after this call."""
+        with self._polled:
+            target = self._polls + 2  # the one running now may have started before the call
+            if not self._polled.wait_for(lambda: self._polls >= target, timeout):
+                raise TimeoutError(f"ASG controller made no poll in {timeout} s")
+
+    def wait_for_replacement(self, group: str, old_instance_id: str, timeout: float) -> str:
+        """The id of the instance that replaced ``old_instance_id`` in ``group``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ids = self.current_instances().get(group, [])
+            fresh = [i for i in ids if i != old_instance_id]
+            if fresh and old_instance_id not in ids:
+                return fresh[0]
+            time.sleep(self.delays.poll_interval / 2)
+        raise TimeoutError(
+            f"{group}: {old_instance_id} not replaced within {timeout} s (now {self.current_instances().get(group)})"
+        )
+
+    # --- lifecycle of the thread -------------------------------------------------------------
+
+    def start(self) -> Self:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="asg-controller", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            if self._thread.is_alive():
+                logger.warning("ASG controller thread did not stop within 10 s")
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        logger.info("ASG controller running with %s", self.delays)
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                self.errors += 1
+                logger.exception("ASG controller poll failed")
+            with self._polled:
+                self._polls += 1
+                self._polled.notify_all()
+            self._stop.wait(self.delays.poll_interval)
+
+    # --- one poll ----------------------------------------------------------------------------
+
+    def poll_once(self) -> None:
+        """Look at every watched group once and act on what is due."""
+        now = time.monotonic()
+        groups = self._describe_groups()
+        states = self._instance_states(groups)
+        self._note_membership(groups, now)
+        for group in groups:
+            grace = self._grace(group)
+            for member in group["Instances"]:
+                instance_id = member["InstanceId"]
+                tracked = self._tracked[instance_id]
+                if tracked.terminate_requested:
+                    continue
+                if member["LifecycleState"] == "Pending:Wait":
+                    self._check_lifecycle_timeout(group, instance_id, tracked, now)
+                    continue
+                if now - tracked.first_seen < grace:
+                    continue
+                self._check_stopped(instance_id, states.get(instance_id), tracked, now)
+                self._check_impaired(instance_id, tracked, now)
+        self._check_abandoned(now)
+
+    def _describe_groups(self) -> list[dict[str, Any]]:
+        paginator = self.backend.client("autoscaling").get_paginator("describe_auto_scaling_groups")
+        groups = [g for page in paginator.paginate() for g in page["AutoScalingGroups"]]
+        return [g for g in groups if self.groups is None or g["AutoScalingGroupName"] in self.groups]
+
+    def _instance_states(self, groups: list[dict[str, Any]]) -> dict[str, str]:
+        ids = [m["InstanceId"] for g in groups for m in g["Instances"]]
+        if not ids:
+            return {}
+        reservations = self.backend.client("ec2").describe_instances(InstanceIds=ids)
+        return {i["InstanceId"]: i["State"]["Name"] for r in reservations["Reservations"] for i in r["Instances"]}
+
+    def _note_membership(self, groups: list[dict[str, Any]], now: float) -> None:
+        current = {g["AutoScalingGroupName"]: [m["InstanceId"] for m in g["Instances"]] for g in groups}
+        seen = {i for ids in current.values() for i in ids}
+        for group, ids in current.items():
+            for instance_id in ids:
+                if instance_id not in self._tracked:
+                    self._tracked[instance_id] = _Tracked(group, now)
+                    self._emit(LAUNCHED, instance_id)
+        for instance_id in [i for i in self._tracked if i not in seen]:
+            del self._tracked[instance_id]
+            with self._lock:
+                self._impaired.pop(instance_id, None)
+            self._emit(GONE, instance_id)
+        with self._lock:
+            self._current = current
+
+    def _grace(self, group: dict[str, Any]) -> float:
+        if self.delays.grace_period is not None:
+            return self.delays.grace_period
+        return float(group.get("HealthCheckGracePeriod") or 0)
+
+    def _check_stopped(self, instance_id: str, state: str | None, tracked: _Tracked, now: float) -> None:
+        if state not in NOT_RUNNING:
+            tracked.not_running_since = None
+            return
+        if tracked.not_running_since is None:
+            tracked.not_running_since = now
+            logger.info("%s is %s", instance_id, state)
+        if now - tracked.not_running_since >= self.delays.stopped_detection:
+            self._mark_unhealthy_then_terminate(instance_id, tracked, now)
+
+    def _check_impaired(self, instance_id: str, tracked: _Tracked, now: float) -> None:
+        with self._lock:
+            impaired_at = self._impaired.get(instance_id)
+        if impaired_at is None:
+            return
+        failing_for = now - impaired_at - self.delays.status_check_interval
+        if failing_for < 0:
+            return  # the first failed status check has not run yet
+        for alarm in self._terminate_alarms(instance_id):
+            evaluation = self.delays.alarm_evaluation
+            if evaluation is None:
+                evaluation = float(alarm["Period"] * alarm["EvaluationPeriods"])
+            if failing_for >= evaluation:
+                self._fire_alarm(alarm, instance_id, tracked)
+                return
+        if failing_for >= self.delays.impaired_detection:
+            self._mark_unhealthy_then_terminate(instance_id, tracked, now)
+
+    def _terminate_alarms(self, instance_id: str) -> list[dict[str, Any]]:
+        """Status-check alarms on this instance whose actions terminate it."""
+        terminate = f"arn:aws:automate:{self.backend.region}:ec2:terminate"
+        cloudwatch = self.backend.client("cloudwatch")
+        alarms = [a for page in cloudwatch.get_paginator("describe_alarms").paginate() for a in page["MetricAlarms"]]
+        return [
+            a
+            for a in alarms
+            if a.get("Namespace") == "AWS/EC2"
+            and a.get("MetricName") in STATUS_CHECK_METRICS
+            and {"Name": "InstanceId", "Value": instance_id} in a.get("Dimensions", [])
+            and terminate in a.get("AlarmActions", [])
+            and a.get("ActionsEnabled", True)
+        ]
+
+    def _fire_alarm(self, alarm: dict[str, Any], instance_id: str, tracked: _Tracked) -> None:
+        self.backend.client("cloudwatch").set_alarm_state(
+            AlarmName=alarm["AlarmName"],
+            StateValue="ALARM",
+            StateReason=f"natlab: {instance_id} failed its status checks",
+        )
+        self._emit(ALARM, instance_id)
+        tracked.terminate_requested = True
+        self._emit(TERMINATE, instance_id)
+        self._call("ec2", "terminate_instances", InstanceIds=[instance_id])
+
+    def _mark_unhealthy_then_terminate(self, instance_id: str, tracked: _Tracked, now: float) -> None:
+        if tracked.unhealthy_at is None:
+            tracked.unhealthy_at = now
+            self._call(
+                "autoscaling",
+                "set_instance_health",
+                InstanceId=instance_id,
+                HealthStatus="Unhealthy",
+            )
+            self._emit(UNHEALTHY, instance_id)
+        if now - tracked.unhealthy_at >= self.delays.unhealthy_to_terminate:
+            self._terminate_in_group(instance_id, tracked)
+
+    def _terminate_in_group(self, instance_id: str, tracked: _Tracked) -> None:
+        tracked.terminate_requested = True
+        self._emit(TERMINATE, instance_id)
+        self._call(
+            "autoscaling",
+            "terminate_instance_in_auto_scaling_group",
+            InstanceId=instance_id,
+            ShouldDecrementDesiredCapacity=False,
+        )
+
+    def _check_lifecycle_timeout(self, group: dict[str, Any], instance_id: str, tracked: _Tracked, now: float) -> None:
+        name = group["AutoScalingGroupName"]
+        hooks = self.backend.client("autoscaling").describe_lifecycle_hooks(AutoScalingGroupName=name)["LifecycleHooks"]
+        for hook in hooks:
+            if hook.get("LifecycleTransition") != "autoscaling:EC2_INSTANCE_LAUNCHING":
+                continue
+            timeout = self.delays.lifecycle_timeout
+            if timeout is None:
+                timeout = float(hook.get("HeartbeatTimeout", 3600))
+            if now - tracked.first_seen >= timeout:
+                result = hook.get("DefaultResult", "ABANDON")
+                logger.info("%s: lifecycle hook timed out, applying %s", instance_id, result)
+                self._emit(LIFECYCLE_TIMEOUT, instance_id)
+                self._call(
+                    "autoscaling",
+                    "complete_lifecycle_action",
+                    AutoScalingGroupName=name,
+                    LifecycleHookName=hook["LifecycleHookName"],
+                    LifecycleActionResult=result,
+                    InstanceId=instance_id,
+                )
+            return
+
+    def _check_abandoned(self, now: float) -> None:
+        for action in self._lifecycle_actions():
+            key = (action.instance_id, action.result, action.at)
+            if action.result != "ABANDON" or not action.accepted or key in self._handled_actions:
+                continue
+            tracked = self._tracked.get(action.instance_id)
+            if tracked is None or tracked.terminate_requested:
+                continue
+            if time.time() - action.at >= self.delays.abandon_to_terminate:
+                self._handled_actions.add(key)
+                self._emit(ABANDONED, action.instance_id)
+                self._terminate_in_group(action.instance_id, tracked)
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _call(self, service: str, operation: str, **params: Any) -> None:
+        try:
+            getattr(self.backend.client(service), operation)(**params)
+        except botocore.exceptions.ClientError as error:
+            logger.warning("%s.%s%s failed: %s", service, operation, params, error)
+
+    def _emit(self, kind: str, instance_id: str) -> None:
+        t = time.time()
+        logger.info("asg event %s %s", kind, instance_id)
+        with self._lock:
+            self.events.append((kind, instance_id, t))
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, instance_id, t)
+            except Exception:
+                logger.exception("on_event hook failed for %s %s", kind, instance_id)

@@ -1,0 +1,514 @@
+"""Where the harness's AWS lives: moto in-process (default), a LocalStack edge, or real AWS.
+
+Every backend is a context manager: ``with MotoBackend() as backend: ...``. Use
+:func:`make_backend` to build one from the pytest options.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Self
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REGION = "us-east-1"
+RUN_ID_TAG = "natlab:run-id"
+REQUIRED_SERVICES = ("ec2", "autoscaling", "iam", "sts", "cloudwatch", "sns")
+TERMINATE_ACTION = "arn:aws:automate:{region}:ec2:terminate"
+
+
+class BackendError(RuntimeError):
+    """The backend cannot serve the harness (misconfigured, unreachable, or lacking a service)."""
+
+
+class Backend(abc.ABC):
+    """An AWS the harness can talk to through boto3, the aws CLI and Terraform."""
+
+    name: str = "abstract"
+
+    def __init__(self, region: str = DEFAULT_REGION) -> None:
+        self.region = region
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+
+    @property
+    @abc.abstractmethod
+    def endpoint_url(self) -> str | None:
+        """One endpoint for all services, or None for real AWS."""
+
+    def credentials(self) -> dict[str, str]:
+        """Static credentials for emulators; empty for real AWS (the user's own chain applies)."""
+        return {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+    def env(self) -> dict[str, str]:
+        """Environment for the aws CLI, a boot script, or Terraform run against this backend."""
+        env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+        if self.endpoint_url:
+            creds = self.credentials()
+            env |= {
+                "AWS_ENDPOINT_URL": self.endpoint_url,
+                "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        return env
+
+    def tf_vars(self) -> dict[str, str]:
+        """Variables the harness fixtures take to reach this backend."""
+        tf_vars = {"region": self.region}
+        if self.endpoint_url:
+            tf_vars["endpoint_url"] = self.endpoint_url
+        return tf_vars
+
+    def client(self, service: str, **config: Any) -> Any:
+        """A boto3 client for ``service`` (cached per service when no extra config is given)."""
+        with self._clients_lock:
+            if not config and service in self._clients:
+                return self._clients[service]
+            session = boto3.session.Session(region_name=self.region, **self.credentials())
+            client = session.client(
+                service,
+                endpoint_url=self.endpoint_url,
+                config=Config(**({"retries": {"mode": "standard", "max_attempts": 3}} | config)),
+            )
+            if not config:
+                self._clients[service] = client
+            return client
+
+    def start(self) -> Self:
+        return self
+
+    def reset(self) -> None:
+        """Forget all resources between tests, where the backend can."""
+        logger.debug("%s backend keeps its state on reset", self.name)
+
+    def close(self) -> None:
+        """Release what start() took. Safe to call twice and after a failed start."""
+        logger.debug("%s backend has nothing to release", self.name)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def wait_until(
+    probe: Callable[[], object],
+    *,
+    what: str,
+    timeout: float = 10.0,
+    first_delay: float = 0.02,
+    max_delay: float = 0.5,
+) -> None:
+    """Call ``probe`` with exponential backoff until it returns without raising.
+
+    Raises TimeoutError from the last error after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    delay = first_delay
+    while True:
+        try:
+            probe()
+            return
+        except Exception as error:
+            if time.monotonic() + delay > deadline:
+                raise TimeoutError(f"{what} not ready after {timeout:.1f} s: {error}") from error
+        time.sleep(delay)
+        delay = min(delay * 2, max_delay)
+
+
+# --- moto ----------------------------------------------------------------------------------------
+
+
+class MotoBackend(Backend):
+    """moto's server in this process on 127.0.0.1 (free port), with :mod:`natlab.moto_fixes` applied.
+
+    It is also a LocalStack-compatible edge: one endpoint for every service, so
+    ``localstack_client.session.Session(localstack_host=backend.localstack_host)`` works against it.
+    """
+
+    name = "moto"
+
+    def __init__(self, region: str = DEFAULT_REGION, host: str = "127.0.0.1", apply_fixes: bool = True) -> None:
+        super().__init__(region)
+        self.host = host
+        self.port: int | None = None
+        self.apply_fixes = apply_fixes
+        self._server: Any = None
+
+    @property
+    def endpoint_url(self) -> str:
+        if self.port is None:
+            raise BackendError("MotoBackend is not started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def localstack_host(self) -> str:
+        """``host:port`` in the form localstack_client's LOCALSTACK_HOST expects."""
+        return f"{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return super().env() | {"LOCALSTACK_HOST": self.localstack_host}
+
+    def start(self) -> Self:
+        from moto.server import ThreadedMotoServer
+
+        from natlab import moto_fixes
+
+        if self.apply_fixes:
+            moto_fixes.apply_all()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+        self._server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
+        self._server.start()
+        self.port = self._server.get_host_and_port()[1]
+        wait_until(self._ping, what=f"moto at {self.endpoint_url}", timeout=10)
+        logger.info("moto %s ready at %s", _moto_version(), self.endpoint_url)
+        return self
+
+    def _ping(self) -> None:
+        with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=2) as response:
+            response.read()
+
+    def reset(self) -> None:
+        """Clear every moto backend (POST /moto-api/reset) and the lifecycle registry."""
+        from natlab import moto_fixes
+
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+        moto_fixes.LIFECYCLE.clear()
+
+    def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            try:
+                server.stop()
+            except Exception:
+                logger.warning("stopping moto failed", exc_info=True)
+        self.port = None
+
+
+def _moto_version() -> str:
+    import moto
+
+    return str(moto.__version__)
+
+
+# --- LocalStack ----------------------------------------------------------------------------------
+
+# One cheap read call per service the harness needs.
+_PROBES: dict[str, Callable[[Any], object]] = {
+    "ec2": lambda c: c.describe_vpcs(MaxResults=5),
+    "autoscaling": lambda c: c.describe_auto_scaling_groups(MaxRecords=1),
+    "iam": lambda c: c.list_roles(MaxItems=1),
+    "sts": lambda c: c.get_caller_identity(),
+    "cloudwatch": lambda c: c.describe_alarms(MaxRecords=1),
+    "sns": lambda c: c.list_topics(),
+}
+
+
+class LocalStackBackend(Backend):
+    """A running LocalStack edge (opt-in: ``--backend localstack --endpoint-url URL``).
+
+    start() probes every service the harness needs and fails naming those LocalStack does not
+    serve (its community edition answers Auto Scaling with HTTP 501). reset() is a no-op: the
+    harness names resources per run instead.
+    """
+
+    name = "localstack"
+
+    def __init__(
+        self,
+        endpoint_url: str = "http://127.0.0.1:4566",
+        region: str = DEFAULT_REGION,
+        services: Iterable[str] = REQUIRED_SERVICES,
+    ) -> None:
+        super().__init__(region)
+        self._endpoint_url = endpoint_url.rstrip("/")
+        self.services = tuple(services)
+
+    @property
+    def endpoint_url(self) -> str:
+        return self._endpoint_url
+
+    def start(self) -> Self:
+        problems = [f"{s} ({p})" for s in self.services if (p := self._probe(s))]
+        if problems:
+            raise BackendError(
+                f"LocalStack at {self.endpoint_url} does not serve {', '.join(problems)}; "
+                f"the harness needs {', '.join(self.services)}"
+            )
+        logger.info("LocalStack at %s serves %s", self.endpoint_url, ", ".join(self.services))
+        return self
+
+    def _probe(self, service: str) -> str | None:
+        """None when ``service`` answers a read call, else a short reason."""
+        client = self.client(service, retries={"mode": "standard", "max_attempts": 1})
+        try:
+            _PROBES[service](client)
+        except botocore.exceptions.ClientError as error:
+            meta = error.response.get("ResponseMetadata", {})
+            status = meta.get("HTTPStatusCode")
+            message = error.response.get("Error", {}).get("Message") or str(error)
+            return f"HTTP {status}: {message}"
+        except botocore.exceptions.EndpointConnectionError as error:
+            return f"connection error: {error}"
+        except botocore.exceptions.BotoCoreError as error:
+            return f"{type(error).__name__}: {error}"
+        return None
+
+
+# --- real AWS ------------------------------------------------------------------------------------
+
+
+class AwsBackend(Backend):
+    """Real AWS (opt-in: ``--backend aws --region R --aws-confirm-costs``).
+
+    Refuses to start without both: the harness launches billable instances and Elastic IPs.
+    Everything the harness creates carries the tag ``natlab:run-id=<run_id>``; close() and
+    sweep() delete leftovers with that tag, best effort.
+
+    Only tested here against moto (``endpoint_url`` exists for that test alone), never against
+    AWS itself.
+    """
+
+    name = "aws"
+
+    def __init__(
+        self,
+        region: str | None,
+        run_id: str,
+        confirm_costs: bool = False,
+        profile: str | None = None,
+        endpoint_url: str | None = None,
+    ) -> None:
+        super().__init__(region or "")
+        self.run_id = run_id
+        self.confirm_costs = confirm_costs
+        self.profile = profile
+        self._endpoint_url = endpoint_url
+        self._started = False
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return self._endpoint_url
+
+    def credentials(self) -> dict[str, str]:
+        return {} if self._endpoint_url is None else super().credentials()
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        if self.profile:
+            env["AWS_PROFILE"] = self.profile
+        return env
+
+    def client(self, service: str, **config: Any) -> Any:
+        if not self.profile:
+            return super().client(service, **config)
+        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+        return session.client(service, config=Config(**config) if config else None)
+
+    def start(self) -> Self:
+        if not self.confirm_costs:
+            raise BackendError(
+                "refusing to run against real AWS without --aws-confirm-costs: the harness "
+                "launches billable EC2 instances and Elastic IPs"
+            )
+        if not self.region:
+            raise BackendError("--backend aws needs --region (for example --region us-east-1)")
+        identity = self.client("sts").get_caller_identity()
+        logger.info("real AWS account %s in %s, run id %s", identity["Account"], self.region, self.run_id)
+        self._started = True
+        return self
+
+    def reset(self) -> None:
+        self.sweep()
+
+    def close(self) -> None:
+        if self._started:
+            self._started = False
+            self.sweep()
+
+    def sweep(self, run_id: str | None = None) -> list[str]:
+        """Delete everything tagged ``natlab:run-id=<run_id>``, best effort; return what went.
+
+        Order: Auto Scaling groups, instances, alarms, launch templates, Elastic IPs, ENIs,
+        security groups, IAM roles (with their instance profiles). A failure on one resource is
+        logged and the sweep goes on.
+        """
+        run_id = run_id or self.run_id
+        if not run_id:
+            raise BackendError("sweep needs a run id; refusing to sweep untagged resources")
+        deleted: list[str] = []
+        for step in _SWEEP_STEPS:
+            try:
+                step(self, run_id, deleted)
+            except Exception:
+                logger.warning("sweep step %s failed", step.__name__, exc_info=True)
+        logger.info("swept %d resources tagged %s=%s", len(deleted), RUN_ID_TAG, run_id)
+        return deleted
+
+
+# --- sweep steps (AwsBackend.sweep) --------------------------------------------------------------
+
+
+def _tag_filter(run_id: str) -> list[dict[str, Any]]:
+    return [{"Name": f"tag:{RUN_ID_TAG}", "Values": [run_id]}]
+
+
+def _has_tag(tags: Iterable[dict[str, str]], run_id: str) -> bool:
+    return any(t.get("Key") == RUN_ID_TAG and t.get("Value") == run_id for t in tags)
+
+
+def _attempt(deleted: list[str], what: str, call: Callable[[], object]) -> None:
+    try:
+        call()
+        deleted.append(what)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        logger.warning("sweep: could not delete %s: %s", what, error)
+
+
+def _sweep_groups(backend: Backend, run_id: str, deleted: list[str]) -> None:
+    autoscaling = backend.client("autoscaling")
+    for page in autoscaling.get_paginator("describe_auto_scaling_groups").paginate():
+        for group in page["AutoScalingGroups"]:
+            if _has_tag(group.get("Tags", []), run_id):
+                name = group["AutoScalingGroupName"]
+                _attempt(
+                    deleted,
+                    f"asg/{name}",
+                    lambda n=name: autoscaling.delete_auto_scaling_group(AutoScalingGroupName=n, ForceDelete=True),
+                )
+
+
+def _sweep_instances(backend: Backend, run_id: str, deleted: list[str]) -> None:
+    ec2 = backend.client("ec2")
+    ids = [
+        i["InstanceId"]
+        for page in ec2.get_paginator("describe_instances").paginate(Filters=_tag_filter(run_id))
+        for r in page["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] not in ("terminated", "shutting-down")
+    ]
+    if ids:
+        _attempt(deleted, f"instances/{','.join(ids)}", lambda: ec2.terminate_instances(InstanceIds=ids))
+        try:
+            ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig={"Delay": 5, "MaxAttempts": 60})
+        except botocore.exceptions.WaiterError as error:
+            logger.warning("sweep: instances not terminated yet: %s", error)
+
+
+def _sweep_alarms(backend: Backend, run_id: str, deleted: list[str]) -> None:
+    cloudwatch = backend.client("cloudwatch")
+    for page in cloudwatch.get_paginator("describe_alarms").paginate():
+        for alarm in page["MetricAlarms"]:
+            tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]
+            if _has_tag(tags, run_id):
+                name = alarm["AlarmName"]
+                _attempt(deleted, f"alarm/{name}", lambda n=name: cloudwatch.delete_alarms(AlarmNames=[n]))
+
+
+def _sweep_launch_templates(backend: Backend, run_id: str, deleted: list[str]) -> None:
+    ec2 = backend.client("ec2")
+    for template in ec2.describe_launch_templates(Filters=_tag_filter(run_id))["LaunchTemplates"]:
+        tid = template["LaunchTemplateId"]
+        _attempt(deleted, f"lt/{tid}", lambda t=tid: ec2.delete_launch_template(LaunchTemplateId=t))
+
+
+def _sweep_addresses(backend: Backend, run_id: str, deleted: list[str]) -> None:
+    ec2 = backend.client("ec2")
+    for address in ec2.describe_addresses(Filters=_tag_filter(run_id))["Addresses"]:
+        if address.get("AssociationId"):
+            ec2.disassociate_address(AssociationId=address["AssociationId"])
+        alloc = address["AllocationId"]
+        _attempt(deleted, f"eip/{alloc}", lambda a=alloc: ec2.release_address(AllocationId=a))
+
+
+def _sweep_interfaces(backend: Backend, run_id: str, deleted: list[str]) -> None:
+    ec2 = backend.client("ec2")
+    for eni in ec2.describe_network_interfaces(Filters=_tag_filter(run_id))["NetworkInterfaces"]:
+        eid = eni["NetworkInterfaceId"]
+        if eni.get("Status") == "available":
+            _attempt(deleted, f"eni/{eid}", lambda e=eid: ec2.delete_network_interface(NetworkInterfaceId=e))
+
+
+def _sweep_security_groups(backend: Backend, run_id: str, deleted: list[str]) -> None:
+    ec2 = backend.client("ec2")
+    for group in ec2.describe_security_groups(Filters=_tag_filter(run_id))["SecurityGroups"]:
+        gid = group["GroupId"]
+        _attempt(deleted, f"sg/{gid}", lambda g=gid: ec2.delete_security_group(GroupId=g))
+
+
+def _sweep_roles(backend: Backend, run_id: str, deleted: list[str]) -> None:
+    iam = backend.client("iam")
+    for page in iam.get_paginator("list_roles").paginate():
+        for role in page["Roles"]:
+            name = role["RoleName"]
+            if _has_tag(iam.list_role_tags(RoleName=name)["Tags"], run_id):
+                _attempt(deleted, f"role/{name}", lambda n=name: _delete_role(iam, n))
+
+
+def _delete_role(iam: Any, name: str) -> None:
+    for profile in iam.list_instance_profiles_for_role(RoleName=name)["InstanceProfiles"]:
+        profile_name = profile["InstanceProfileName"]
+        iam.remove_role_from_instance_profile(InstanceProfileName=profile_name, RoleName=name)
+        iam.delete_instance_profile(InstanceProfileName=profile_name)
+    for policy in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+        iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
+    for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
+    iam.delete_role(RoleName=name)
+
+
+_SWEEP_STEPS = (
+    _sweep_groups,
+    _sweep_instances,
+    _sweep_alarms,
+    _sweep_launch_templates,
+    _sweep_addresses,
+    _sweep_interfaces,
+    _sweep_security_groups,
+    _sweep_roles,
+)
+
+
+def make_backend(
+    name: str,
+    *,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    run_id: str = "",
+    aws_confirm_costs: bool = False,
+    aws_profile: str | None = None,
+) -> Backend:
+    """Build a (not yet started) backend from the pytest options ``--backend`` and friends."""
+    if name == "moto":
+        return MotoBackend(region=region or DEFAULT_REGION)
+    if name == "localstack":
+        if not endpoint_url:
+            raise BackendError("--backend localstack needs --endpoint-url (e.g. http://127.0.0.1:4566)")
+        return LocalStackBackend(endpoint_url, region=region or DEFAULT_REGION)
+    if name == "aws":
+        return AwsBackend(region, run_id, confirm_costs=aws_confirm_costs, profile=aws_profile)
+    raise BackendError(f"unknown backend {name!r}: choose moto, localstack or aws")

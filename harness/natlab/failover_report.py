@@ -1,0 +1,32 @@
+"""Writes one failover's timeline (table, SVG/HTML, JSON) with its real-AWS projection beside it."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from natlab.failover import FailoverResult
+from natlab.lab import Lab
+from natlab.projection import ScriptMeasurement, project_all
+from natlab.report import Scenario, render_projection, render_table, write_report
+
+
+def report_failover(lab: Lab, result: FailoverResult, name: str) -> tuple[str, Path]:
+    """The terminal text and the HTML path of one failover's report."""
+    scenario = Scenario(
+        name=name,
+        backend=lab.backend.name,
+        zones=len(lab.zones),
+        fault=result.fault if result.fault != "impair" else "status-check",
+        sla_seconds=result.sla,
+        passed=not result.problems,
+        verdict="; ".join(result.problems) or "route moved to the replacement's ENI",
+    )
+    projections = []
+    with contextlib.suppress(Exception):  # no boot log (e.g. a boot that never started): no projection
+        projections = project_all(ScriptMeasurement.from_timeline(lab.timeline, instance_id=result.new_instance))
+    html = write_report(lab.settings.report_dir, scenario, lab.timeline, projections)
+    text = render_table(lab.timeline, scenario)
+    if projections:
+        text += "\n\n" + render_projection(projections)
+    return f"{text}\n\n{result.summary()}\nreport: {html}", html

@@ -1,0 +1,124 @@
+"""The headline promise, end to end: a dead NAT is replaced and the zone's routes follow it within the SLA.
+
+One lab (a Terraform apply of harness/fixtures/one_zone) serves the scenarios of this file in order;
+the last one destroys it and checks the emulator holds nothing of the module any more.
+"""
+
+from __future__ import annotations
+
+import pytest
+from natlab.failover import FAULTS, run_failover
+from natlab.lab import Lab
+
+ZONE = "us-east-1a"
+
+
+
+
+def test_first_nat_serves_the_zone_from_the_first_apply(one_zone_lab: Lab):
+    nat = one_zone_lab.current_nat(ZONE)
+    eni = one_zone_lab.primary_eni(nat)
+    assert set(one_zone_lab.route_targets(ZONE).values()) == {eni}
+    box = one_zone_lab.sandbox(nat)
+    assert box is not None and box.exit_code == 0, box.describe() if box else "no sandbox booted"
+    etc = box.etc_changes()
+    assert "net.ipv4.ip_forward = 1" in (etc.get("sysctl.d/90-nat-instance.conf") or ""), etc
+    assert "masquerade" in (etc.get("nftables/nat-instance.nft") or ""), etc
+    assert "systemctl enable nftables" in box.shim_calls()
+    assert any(r.path.endswith("/api/token") for r in box.imds_requests), "IMDSv2 token was never requested"
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_route_moves_to_replacement_when_nat_fails(one_zone_lab: Lab, record_failover, fault: str):
+    result = run_failover(one_zone_lab, ZONE, fault)
+    record_failover(one_zone_lab, result, f"{fault}-nat-1-zone")
+    assert result.problems == [], result.summary()
+    assert result.new_eni != result.old_eni
+    assert result.seconds is not None and result.seconds <= result.sla, result.summary()
+
+
+def test_packets_flow_before_stop_during_and_flow_after_failover(one_zone_lab: Lab, record_failover):
+    if one_zone_lab.vpc is None:
+        pytest.skip(f"data plane unavailable: {one_zone_lab.dataplane_skip_reason}")
+    before = one_zone_lab.vpc.whoami(one_zone_lab.zones[ZONE].private_subnet_id)
+    result = run_failover(one_zone_lab, ZONE, "terminate")
+    record_failover(one_zone_lab, result, "terminate-nat-1-zone-dataplane")
+    assert result.problems == [], result.summary()
+    assert before, "egress did not work before the failover"
+    assert result.datagrams_lost and result.datagrams_lost > 0, "no outage seen: was traffic really through the NAT?"
+    assert result.outage_seconds is not None and result.outage_seconds <= result.seconds + 1.0, result.summary()
+    assert result.egress_address_after is not None
+    # An established flow cannot survive: the new NAT has no conntrack entry for it.
+    assert result.tcp_outcome in ("reset", "stall", "closed"), result.summary()
+
+
+BROKEN_STEPS = {
+    "skips-routes": "  step routes point_routes\n",
+    "keeps-source-dest-check": "  step source-dest-check disable_source_dest_check\n",
+    "forgets-masquerade": "  step masquerade configure_masquerade\n",
+}
+
+
+def without_step(line: str):
+    """A user-data transform that deletes one step of the real boot script (and fails if it is gone)."""
+
+    def transform(user_data: bytes) -> bytes:
+        text = user_data.decode()
+        assert line in text, f"the boot script no longer has {line.strip()!r}: update BROKEN_STEPS"
+        return text.replace(line, "").encode()
+
+    return transform
+
+
+@pytest.mark.parametrize("broken", BROKEN_STEPS)
+def test_failover_check_fails_for_a_broken_boot_script(one_zone_lab: Lab, broken: str):
+    lab = one_zone_lab
+    if broken == "forgets-masquerade" and lab.vpc is None:
+        pytest.skip(f"only real packets can tell a missing masquerade: {lab.dataplane_skip_reason}")
+    lab.sabotage = without_step(BROKEN_STEPS[broken])
+    try:
+        result = run_failover(lab, ZONE, "terminate")
+    finally:
+        lab.sabotage = None
+    expected = {
+        "skips-routes": "still target",
+        "keeps-source-dest-check": "source/dest check is still on",
+        "forgets-masquerade": "egress from",
+    }[broken]
+    assert any(expected in problem for problem in result.problems), result.summary()
+    # Put a healthy NAT back for the scenarios that follow.
+    healed = run_failover(lab, ZONE, "terminate")
+    assert healed.problems == [], healed.summary()
+
+
+def test_second_plan_is_empty_after_failover(one_zone_lab: Lab):
+    assert one_zone_lab.terraform.has_changes() is False, one_zone_lab.terraform.transcript(last=1)
+
+
+def test_destroy_removes_everything_the_module_created(one_zone_lab: Lab):
+    lab = one_zone_lab
+    names = list(lab.outputs["autoscaling_group_names"].values())
+    alarms = list(lab.outputs["status_check_alarm_names"].values())
+    role = lab.outputs["iam_role_name"]
+    lab.destroy()
+    left = {
+        "auto scaling groups": lab.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=names)[
+            "AutoScalingGroups"
+        ],
+        "alarms": lab.backend.client("cloudwatch").describe_alarms(AlarmNames=alarms)["MetricAlarms"] if alarms else [],
+        "launch templates": [
+            t
+            for t in lab.ec2.describe_launch_templates()["LaunchTemplates"]
+            if t["LaunchTemplateName"].startswith(lab.config.name)
+        ],
+        "roles": [r for r in lab.backend.client("iam").list_roles()["Roles"] if r["RoleName"] == role],
+        "running instances": [
+            i["InstanceId"]
+            for r in lab.ec2.describe_instances()["Reservations"]
+            for i in r["Instances"]
+            if i["State"]["Name"] not in ("terminated", "shutting-down")
+        ],
+        "vpcs": lab.ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [lab.config.name]}])["Vpcs"],
+        "addresses": lab.ec2.describe_addresses()["Addresses"],
+    }
+    assert {kind: found for kind, found in left.items() if found} == {}

@@ -1,0 +1,276 @@
+"""Each moto fix gives AWS behaviour, and plain moto 5.2.5 still lacks it (else drop the fix)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
+from natlab import moto_fixes
+from natlab.backend import MotoBackend
+
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+MOTO_SERVER_ERROR = (ClientError, ResponseParserError)  # moto's HTTP 500 is an HTML page
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[MotoBackend]:
+    with MotoBackend() as backend:
+        yield backend
+
+
+@pytest.fixture
+def aws(moto_server: MotoBackend) -> MotoBackend:
+    moto_server.reset()
+    return moto_server
+
+
+def make_group(
+    aws: MotoBackend,
+    name: str = "nat-a",
+    hook: bool = False,
+    tags: dict[str, str] | None = None,
+    encrypted_root: bool = False,
+) -> dict[str, str]:
+    """A VPC, a subnet, a launch template and an ASG of one instance; returns their ids."""
+    ec2 = aws.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24", AvailabilityZone="us-east-1a")
+    subnet_id = subnet["Subnet"]["SubnetId"]
+    data = {
+        "ImageId": "ami-03c3da4cfa8e8943a",
+        "InstanceType": "t4g.nano",
+        "UserData": base64.b64encode(b"#!/bin/bash\necho v1\n").decode(),
+    }
+    if encrypted_root:  # like the module: no VolumeSize, the image's size applies
+        data["BlockDeviceMappings"] = [{"DeviceName": "/dev/xvda", "Ebs": {"VolumeType": "gp3", "Encrypted": True}}]
+    template = ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=data)
+    template_id = template["LaunchTemplate"]["LaunchTemplateId"]
+    extra = {}
+    if hook:
+        extra["LifecycleHookSpecificationList"] = [
+            {
+                "LifecycleHookName": "launch",
+                "LifecycleTransition": LAUNCHING,
+                "HeartbeatTimeout": 300,
+                "DefaultResult": "ABANDON",
+            }
+        ]
+    aws.client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        MinSize=1,
+        MaxSize=1,
+        DesiredCapacity=1,
+        VPCZoneIdentifier=subnet_id,
+        LaunchTemplate={"LaunchTemplateId": template_id, "Version": "$Latest"},
+        Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in (tags or {}).items()],
+        **extra,
+    )
+    return {"vpc": vpc, "subnet": subnet_id, "template": template_id, "group": name}
+
+
+def group_instances(aws: MotoBackend, name: str) -> list[dict[str, str]]:
+    groups = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+    return groups["AutoScalingGroups"][0]["Instances"]
+
+
+def only_instance(aws: MotoBackend, name: str) -> str:
+    (instance,) = group_instances(aws, name)
+    return instance["InstanceId"]
+
+
+# --- a) launch template versions -----------------------------------------------------------------
+
+
+def _replace_after_new_template_version(aws: MotoBackend) -> str:
+    ids = make_group(aws)
+    ec2 = aws.client("ec2")
+    ec2.create_launch_template_version(
+        LaunchTemplateId=ids["template"],
+        SourceVersion="1",
+        LaunchTemplateData={"UserData": base64.b64encode(b"#!/bin/bash\necho v2\n").decode()},
+    )
+    old = only_instance(aws, "nat-a")
+    ec2.terminate_instances(InstanceIds=[old])
+    return only_instance(aws, "nat-a")
+
+
+def test_asg_launches_from_a_new_launch_template_version(aws: MotoBackend) -> None:
+    new = _replace_after_new_template_version(aws)
+    user_data = aws.client("ec2").describe_instance_attribute(InstanceId=new, Attribute="userData")["UserData"]["Value"]
+    assert base64.b64decode(user_data) == b"#!/bin/bash\necho v2\n"
+
+
+def test_plain_moto_still_fails_to_launch_from_a_new_template_version(aws: MotoBackend) -> None:
+    with moto_fixes.without("launch_template_version_user_data"), pytest.raises(MOTO_SERVER_ERROR):
+        _replace_after_new_template_version(aws)
+
+
+def _template_data_tag_types(aws: MotoBackend) -> list[str]:
+    ec2 = aws.client("ec2")
+    template = ec2.create_launch_template(
+        LaunchTemplateName="tagged",
+        LaunchTemplateData={
+            "ImageId": "ami-03c3da4cfa8e8943a",
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "a", "Value": "1"}]}],
+        },
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "b", "Value": "2"}]}],
+    )["LaunchTemplate"]
+    assert template["Tags"] == [{"Key": "b", "Value": "2"}]
+    (version,) = ec2.describe_launch_template_versions(LaunchTemplateId=template["LaunchTemplateId"])[
+        "LaunchTemplateVersions"
+    ]
+    return [t["ResourceType"] for t in version["LaunchTemplateData"]["TagSpecifications"]]
+
+
+def test_launch_template_own_tags_stay_out_of_its_launch_data(aws: MotoBackend) -> None:
+    assert _template_data_tag_types(aws) == ["instance"]
+
+
+def test_plain_moto_still_copies_template_tags_into_launch_data(aws: MotoBackend) -> None:
+    with moto_fixes.without("launch_template_own_tags"):
+        assert _template_data_tag_types(aws) == ["instance", "launch-template"]
+
+
+# --- b) blackhole routes, primary ENI deleted on termination ------------------------------------
+
+
+def _route_to_terminated_nat(aws: MotoBackend) -> dict[str, object]:
+    ids = make_group(aws)
+    ec2 = aws.client("ec2")
+    instance = only_instance(aws, "nat-a")
+    reservation = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]
+    eni = reservation["Instances"][0]["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    table = ec2.create_route_table(VpcId=ids["vpc"])["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", NetworkInterfaceId=eni)
+    allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    ec2.associate_address(AllocationId=allocation, NetworkInterfaceId=eni)
+    ec2.terminate_instances(InstanceIds=[instance])
+    routes = ec2.describe_route_tables(RouteTableIds=[table])["RouteTables"][0]["Routes"]
+    (default,) = [r for r in routes if r["DestinationCidrBlock"] == "0.0.0.0/0"]
+    (address,) = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"]
+    enis = ec2.describe_network_interfaces(Filters=[{"Name": "network-interface-id", "Values": [eni]}])[
+        "NetworkInterfaces"
+    ]
+    return {"route": default, "address": address, "enis": enis, "eni": eni}
+
+
+def test_route_to_a_terminated_nat_is_blackhole_and_its_eni_and_eip_are_released(
+    aws: MotoBackend,
+) -> None:
+    seen = _route_to_terminated_nat(aws)
+    assert seen["route"]["State"] == "blackhole"
+    assert seen["route"]["NetworkInterfaceId"] == seen["eni"]
+    assert seen["enis"] == [], "primary ENI (DeleteOnTermination=true) should be deleted"
+    assert "AssociationId" not in seen["address"]
+
+
+def test_route_to_a_stopped_nat_is_blackhole_until_started(aws: MotoBackend) -> None:
+    ids = make_group(aws)
+    ec2 = aws.client("ec2")
+    instance = only_instance(aws, "nat-a")
+    reservation = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]
+    eni = reservation["Instances"][0]["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    table = ec2.create_route_table(VpcId=ids["vpc"])["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", NetworkInterfaceId=eni)
+
+    def state() -> str:
+        routes = ec2.describe_route_tables(RouteTableIds=[table])["RouteTables"][0]["Routes"]
+        return next(r["State"] for r in routes if r["DestinationCidrBlock"] == "0.0.0.0/0")
+
+    assert state() == "active"
+    ec2.stop_instances(InstanceIds=[instance])
+    assert state() == "blackhole"
+    ec2.start_instances(InstanceIds=[instance])
+    assert state() == "active"
+
+
+def test_plain_moto_still_keeps_routes_to_terminated_nat_active(aws: MotoBackend) -> None:
+    with moto_fixes.without("route_blackhole_and_primary_eni"):
+        seen = _route_to_terminated_nat(aws)
+    assert seen["route"]["State"] == "active"
+    assert seen["enis"][0]["Status"] == "in-use"
+
+
+# --- c) launching lifecycle hooks ----------------------------------------------------------------
+
+
+def test_instance_waits_in_pending_wait_until_continue(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)
+    (pending,) = group_instances(aws, "nat-a")
+    assert pending["LifecycleState"] == "Pending:Wait"
+    aws.client("autoscaling").complete_lifecycle_action(
+        AutoScalingGroupName="nat-a",
+        LifecycleHookName="launch",
+        LifecycleActionResult="CONTINUE",
+        InstanceId=pending["InstanceId"],
+    )
+    (ready,) = group_instances(aws, "nat-a")
+    assert (ready["InstanceId"], ready["LifecycleState"]) == (pending["InstanceId"], "InService")
+    (action,) = moto_fixes.LIFECYCLE.actions(pending["InstanceId"])
+    assert (action.result, action.accepted) == ("CONTINUE", True)
+
+
+def test_abandon_is_recorded_and_marks_the_instance_unhealthy(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)
+    instance = only_instance(aws, "nat-a")
+    aws.client("autoscaling").complete_lifecycle_action(
+        AutoScalingGroupName="nat-a",
+        LifecycleHookName="launch",
+        LifecycleActionResult="ABANDON",
+        InstanceId=instance,
+    )
+    (state,) = group_instances(aws, "nat-a")
+    assert (state["LifecycleState"], state["HealthStatus"]) == ("Pending:Proceed", "Unhealthy")
+    assert [a.result for a in moto_fixes.LIFECYCLE.actions(instance)] == ["ABANDON"]
+
+
+def test_complete_without_a_pending_action_is_rejected_like_aws(aws: MotoBackend) -> None:
+    make_group(aws, hook=False)
+    aws.client("autoscaling").put_lifecycle_hook(
+        AutoScalingGroupName="nat-a", LifecycleHookName="launch", LifecycleTransition=LAUNCHING
+    )
+    instance = only_instance(aws, "nat-a")
+    with pytest.raises(ClientError, match="No active Lifecycle Action"):
+        aws.client("autoscaling").complete_lifecycle_action(
+            AutoScalingGroupName="nat-a",
+            LifecycleHookName="launch",
+            LifecycleActionResult="CONTINUE",
+            InstanceId=instance,
+        )
+    assert [a.accepted for a in moto_fixes.LIFECYCLE.actions(instance)] == [False]
+
+
+def test_plain_moto_still_lacks_complete_lifecycle_action(aws: MotoBackend) -> None:
+    with moto_fixes.without("lifecycle_hooks"):
+        make_group(aws, hook=True)
+        (instance,) = group_instances(aws, "nat-a")
+        assert instance["LifecycleState"] == "InService"
+        with pytest.raises(MOTO_SERVER_ERROR):
+            aws.client("autoscaling", retries={"max_attempts": 1}).complete_lifecycle_action(
+                AutoScalingGroupName="nat-a",
+                LifecycleHookName="launch",
+                LifecycleActionResult="CONTINUE",
+                InstanceId=instance["InstanceId"],
+            )
+
+
+# --- d) EBS mapping without a size ---------------------------------------------------------------
+
+
+def test_encrypted_root_volume_without_size_launches_with_the_image_size(aws: MotoBackend) -> None:
+    make_group(aws, encrypted_root=True)
+    instance = only_instance(aws, "nat-a")
+    volumes = aws.client("ec2").describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance]}])[
+        "Volumes"
+    ]
+    # moto also attaches its own default root volume (/dev/sda1) next to the template's mapping
+    assert (8, True) in [(v["Size"], v["Encrypted"]) for v in volumes]
+
+
+@pytest.mark.filterwarnings("ignore:Exception\\(MissingParameterError\\):UserWarning")
+def test_plain_moto_still_rejects_a_mapping_without_size(aws: MotoBackend) -> None:
+    with moto_fixes.without("block_device_size_from_image"), pytest.raises(ClientError, match="size"):
+        make_group(aws, encrypted_root=True)
