@@ -115,7 +115,7 @@ def one_zone_lab(request: pytest.FixtureRequest, backend: Backend, settings: Har
 def three_zone_lab(request: pytest.FixtureRequest, backend: Backend, settings: HarnessSettings,
                    run_id: str) -> Iterator[Lab]:
     yield from _lab(request, backend, settings, run_id,
-                    LabConfig("three_zones", name="natlab-3z", tf_vars={"elastic_ip": "none"}))
+                    LabConfig("three_zones", name="natlab-3z", tf_vars={"elastic_ip": "create"}))
 
 
 @pytest.fixture(autouse=True)

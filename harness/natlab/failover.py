@@ -85,18 +85,22 @@ def inject(lab: Lab, instance_id: str, fault: str) -> None:
             box.terminate()
 
 
-def run_failover(lab: Lab, zone: str, fault: str = "terminate") -> FailoverResult:
-    """Breaks the zone's NAT and watches the heal for at most the SLA; returns what happened."""
+def run_failover(lab: Lab, zone: str, fault: str = "terminate", *, probes: bool = True) -> FailoverResult:
+    """Breaks the zone's NAT and watches the heal for at most the SLA; returns what happened.
+
+    ``probes=False`` skips the data plane (for putting a healthy NAT back after a broken one, when
+    egress does not work to begin with).
+    """
     old = lab.current_nat(zone)
     lab.timeline = Timeline()  # one chart per failover, starting just before the fault
     result = FailoverResult(zone, fault, lab.settings.sla, old, lab.primary_eni(old), fault_at=0.0)
     others = {z: lab.route_targets(z) for z in lab.zones if z != zone}
-    with contextlib.ExitStack() as probes:
+    with contextlib.ExitStack() as running:
         stream = tcp = None
-        if lab.vpc is not None:
+        if lab.vpc is not None and probes:
             subnet = lab.zones[zone].private_subnet_id
-            stream = probes.enter_context(lab.vpc.udp_stream(subnet, rate=100, duration=lab.settings.sla + 10))
-            tcp = probes.enter_context(lab.vpc.tcp_hold(subnet, duration=lab.settings.sla + 10))
+            stream = running.enter_context(lab.vpc.udp_stream(subnet, rate=100, duration=lab.settings.sla + 10))
+            tcp = running.enter_context(lab.vpc.tcp_hold(subnet, duration=lab.settings.sla + 10))
             stream.wait_received(10)
         result.fault_at = time.monotonic()
         lab.timeline.mark(FAULT_INJECTED, SOURCE_FAULT, f"{fault} {old}", at=result.fault_at)
