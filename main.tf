@@ -1,0 +1,544 @@
+locals {
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.name
+  account_id = data.aws_caller_identity.current.account_id
+
+  # The tag the launch template puts on each instance and its network
+  # interface. The instance role may modify only interfaces that carry it.
+  group_tag_key = "nat-instance:group"
+
+  asg_names           = { for zone in keys(var.zones) : zone => "${var.name}-${zone}" }
+  alarm_names         = var.status_check_alarm ? { for zone in keys(var.zones) : zone => "${var.name}-${zone}-status-check" } : {}
+  lifecycle_hook_name = var.launch_lifecycle_hook ? "${var.name}-launch" : null
+
+  vpc_cidrs = distinct(concat(
+    [data.aws_vpc.this.cidr_block],
+    [for association in data.aws_vpc.this.cidr_block_associations : association.cidr_block if association.state == "associated"],
+  ))
+  served_cidrs = length(var.served_cidrs) > 0 ? var.served_cidrs : local.vpc_cidrs
+
+  eip_allocation_ids = {
+    none     = {}
+    create   = { for zone, eip in aws_eip.this : zone => eip.allocation_id }
+    existing = { for zone, config in var.zones : zone => config.eip_allocation_id }
+  }[var.elastic_ip]
+
+  # Exactly the template variables of userdata/user-data.sh.tftpl (see
+  # docs/design.md): plain strings, lists joined with one space, "" for "off".
+  user_data_vars = {
+    for zone, config in var.zones : zone => {
+      zone                = zone
+      asg_name            = local.asg_names[zone]
+      route_table_ids     = join(" ", config.private_route_table_ids)
+      route_destination   = var.route_destination_cidr
+      served_cidrs        = join(" ", local.served_cidrs)
+      eip_allocation_id   = lookup(local.eip_allocation_ids, zone, "")
+      alarm_name          = lookup(local.alarm_names, zone, "")
+      lifecycle_hook_name = var.launch_lifecycle_hook ? local.lifecycle_hook_name : ""
+      boot_script         = file("${path.module}/userdata/nat-boot.sh")
+    }
+  }
+}
+
+data "aws_partition" "current" {}
+
+data "aws_region" "current" {}
+
+data "aws_caller_identity" "current" {}
+
+data "aws_vpc" "this" {
+  id = var.vpc_id
+}
+
+data "aws_subnet" "public" {
+  for_each = var.zones
+
+  id = each.value.public_subnet_id
+
+  lifecycle {
+    postcondition {
+      condition     = self.availability_zone == each.key
+      error_message = "zones[\"${each.key}\"].public_subnet_id (${self.id}) is in ${self.availability_zone}, not ${each.key}: key each zone by its subnet's availability zone."
+    }
+
+    postcondition {
+      condition     = self.vpc_id == var.vpc_id
+      error_message = "zones[\"${each.key}\"].public_subnet_id (${self.id}) belongs to ${self.vpc_id}, not to vpc_id ${var.vpc_id}."
+    }
+  }
+}
+
+################################################################################
+# Elastic IPs
+################################################################################
+
+resource "aws_eip" "this" {
+  #checkov:skip=CKV2_AWS_19: The boot script of each new NAT instance associates the address; Terraform never sees an attachment.
+  for_each = var.elastic_ip == "create" ? var.zones : {}
+
+  domain = "vpc"
+
+  tags = merge(var.tags, { Name = "${var.name}-${each.key}" })
+}
+
+data "aws_eip" "existing" {
+  for_each = var.elastic_ip == "existing" ? var.zones : {}
+
+  id = each.value.eip_allocation_id
+}
+
+################################################################################
+# IAM
+################################################################################
+
+locals {
+  arn_prefix = {
+    ec2         = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
+    cloudwatch  = "arn:${local.partition}:cloudwatch:${local.region}:${local.account_id}"
+    autoscaling = "arn:${local.partition}:autoscaling:${local.region}:${local.account_id}"
+  }
+
+  route_table_arns = sort(flatten([
+    for config in values(var.zones) : [for rtb in config.private_route_table_ids : "${local.arn_prefix.ec2}:route-table/${rtb}"]
+  ]))
+  elastic_ip_arns = [for zone in sort(keys(local.eip_allocation_ids)) : "${local.arn_prefix.ec2}:elastic-ip/${local.eip_allocation_ids[zone]}"]
+  alarm_arns      = [for zone in sort(keys(local.alarm_names)) : "${local.arn_prefix.cloudwatch}:alarm:${local.alarm_names[zone]}"]
+  asg_arns        = [for zone in sort(keys(local.asg_names)) : "${local.arn_prefix.autoscaling}:autoScalingGroup:*:autoScalingGroupName/${local.asg_names[zone]}"]
+
+  own_resources_condition = {
+    StringEquals = { "ec2:ResourceTag/${local.group_tag_key}" = sort(values(local.asg_names)) }
+  }
+
+  # Built with jsonencode rather than data "aws_iam_policy_document" so that
+  # `terraform test` with a mocked provider sees the real document.
+  # Mutating actions are scoped to this module's own resources; only
+  # read-only Describe* calls, which support no resource scoping, use "*".
+  iam_policy_statements = [for candidate in [
+    {
+      wanted = true
+      statement = {
+        Sid    = "DescribeOnly"
+        Effect = "Allow"
+        Action = [
+          "autoscaling:DescribeAutoScalingInstances",
+          "cloudwatch:DescribeAlarms",
+          "ec2:DescribeAddresses",
+          "ec2:DescribeInstances",
+          "ec2:DescribeNetworkInterfaces",
+          "ec2:DescribeRouteTables",
+        ]
+        Resource = "*"
+      }
+    },
+    {
+      wanted = true
+      statement = {
+        Sid      = "PointPrivateRoutesAtThisInstance"
+        Effect   = "Allow"
+        Action   = ["ec2:CreateRoute", "ec2:ReplaceRoute"]
+        Resource = local.route_table_arns
+      }
+    },
+    {
+      wanted = true
+      statement = {
+        Sid       = "DisableSourceDestCheckOnOwnInterface"
+        Effect    = "Allow"
+        Action    = ["ec2:ModifyNetworkInterfaceAttribute"]
+        Resource  = "${local.arn_prefix.ec2}:network-interface/*"
+        Condition = local.own_resources_condition
+      }
+    },
+    {
+      wanted = var.elastic_ip != "none"
+      statement = {
+        Sid      = "AssociateOwnElasticIps"
+        Effect   = "Allow"
+        Action   = ["ec2:AssociateAddress"]
+        Resource = local.elastic_ip_arns
+      }
+    },
+    {
+      wanted = var.elastic_ip != "none"
+      statement = {
+        Sid       = "AssociateElasticIpWithOwnInterface"
+        Effect    = "Allow"
+        Action    = ["ec2:AssociateAddress"]
+        Resource  = ["${local.arn_prefix.ec2}:instance/*", "${local.arn_prefix.ec2}:network-interface/*"]
+        Condition = local.own_resources_condition
+      }
+    },
+    {
+      wanted = var.status_check_alarm
+      statement = {
+        Sid      = "RepointOwnStatusCheckAlarm"
+        Effect   = "Allow"
+        Action   = ["cloudwatch:PutMetricAlarm"]
+        Resource = local.alarm_arns
+        # The instance may re-point its alarm, not give it other actions.
+        Condition = {
+          "ForAllValues:StringEquals" = { "cloudwatch:AlarmActions" = local.alarm_actions }
+        }
+      }
+    },
+    {
+      wanted = var.launch_lifecycle_hook
+      statement = {
+        Sid      = "CompleteOwnLaunchLifecycleAction"
+        Effect   = "Allow"
+        Action   = ["autoscaling:CompleteLifecycleAction"]
+        Resource = local.asg_arns
+      }
+    },
+  ] : candidate.statement if candidate.wanted]
+}
+
+resource "aws_iam_role" "this" {
+  name_prefix          = "${var.name}-"
+  description          = "NAT instances of ${var.name}: re-point private routes, Elastic IP and status check alarm at themselves."
+  permissions_boundary = var.iam_role_permissions_boundary
+
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Effect    = "Allow"
+        Principal = { Service = "ec2.amazonaws.com" }
+        Action    = "sts:AssumeRole"
+      },
+    ]
+  })
+
+  tags = merge(var.tags, { Name = var.name })
+}
+
+resource "aws_iam_role_policy" "this" {
+  name_prefix = "${var.name}-"
+  role        = aws_iam_role.this.id
+
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = local.iam_policy_statements
+  })
+}
+
+resource "aws_iam_role_policy_attachment" "ssm" {
+  count = var.ssm_access ? 1 : 0
+
+  role       = aws_iam_role.this.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_instance_profile" "this" {
+  name_prefix = "${var.name}-"
+  role        = aws_iam_role.this.name
+
+  tags = merge(var.tags, { Name = var.name })
+}
+
+################################################################################
+# Security group
+################################################################################
+
+resource "aws_security_group" "this" {
+  name_prefix = "${var.name}-"
+  description = "NAT instances of ${var.name}: accept any traffic from the served CIDR blocks, send anywhere."
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = var.name })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "served" {
+  for_each = toset(local.served_cidrs)
+
+  security_group_id = aws_security_group.this.id
+  description       = "Traffic to translate, from ${each.key}"
+  cidr_ipv4         = each.key
+  ip_protocol       = "-1"
+
+  tags = merge(var.tags, { Name = "${var.name}-from-${each.key}" })
+}
+
+resource "aws_vpc_security_group_egress_rule" "all" {
+  #checkov:skip=CKV_AWS_382: A NAT forwards whatever its clients send, to any address, on any protocol.
+  security_group_id = aws_security_group.this.id
+  description       = "Translated traffic to anywhere, and the AWS API calls of the boot script"
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "-1"
+
+  tags = merge(var.tags, { Name = "${var.name}-to-anywhere" })
+}
+
+################################################################################
+# Launch template
+################################################################################
+
+locals {
+  architecture = contains(data.aws_ec2_instance_type.this.supported_architectures, "arm64") ? "arm64" : "x86_64"
+
+  # Size of the AMI's root snapshot: the root volume is declared (to encrypt
+  # it and make it gp3) and must not be smaller.
+  ami_root_volume_size = one([
+    for mapping in data.aws_ami.this.block_device_mappings : tonumber(lookup(mapping.ebs, "volume_size", null))
+    if mapping.device_name == data.aws_ami.this.root_device_name
+  ])
+}
+
+data "aws_ec2_instance_type" "this" {
+  instance_type = var.instance_type
+}
+
+data "aws_ami" "this" {
+  most_recent = true
+  owners      = var.ami_id == null ? ["amazon"] : null
+
+  filter {
+    name   = var.ami_id == null ? "name" : "image-id"
+    values = var.ami_id == null ? ["al2023-ami-2023.*-kernel-*-${local.architecture}"] : [var.ami_id]
+  }
+
+  filter {
+    name   = "state"
+    values = ["available"]
+  }
+}
+
+resource "aws_launch_template" "this" {
+  for_each = var.zones
+
+  name                   = local.asg_names[each.key]
+  description            = "NAT instance of ${local.asg_names[each.key]}"
+  image_id               = data.aws_ami.this.id
+  instance_type          = var.instance_type
+  key_name               = var.key_name
+  update_default_version = true
+  user_data              = base64encode(templatefile("${path.module}/userdata/user-data.sh.tftpl", local.user_data_vars[each.key]))
+
+  block_device_mappings {
+    device_name = data.aws_ami.this.root_device_name
+
+    ebs {
+      volume_size           = coalesce(var.root_volume_size, local.ami_root_volume_size, 8)
+      volume_type           = "gp3"
+      encrypted             = true
+      delete_on_termination = true
+    }
+  }
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.this.arn
+  }
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  monitoring {
+    enabled = var.detailed_monitoring
+  }
+
+  network_interfaces {
+    #checkov:skip=CKV_AWS_88: A NAT instance needs a public address to reach the internet gateway.
+    device_index                = 0
+    associate_public_ip_address = true
+    delete_on_termination       = true
+    security_groups             = [aws_security_group.this.id]
+  }
+
+  dynamic "tag_specifications" {
+    for_each = toset(["instance", "network-interface", "volume"])
+
+    content {
+      resource_type = tag_specifications.key
+      tags = merge(var.tags, {
+        Name                  = local.asg_names[each.key]
+        (local.group_tag_key) = local.asg_names[each.key]
+      })
+    }
+  }
+
+  tags = merge(var.tags, { Name = local.asg_names[each.key] })
+
+  lifecycle {
+    precondition {
+      condition     = var.root_volume_size == null || local.ami_root_volume_size == null ? true : var.root_volume_size >= local.ami_root_volume_size
+      error_message = "root_volume_size (${coalesce(var.root_volume_size, 0)} GiB) must be at least the size of the AMI's root snapshot (${coalesce(local.ami_root_volume_size, 0)} GiB)."
+    }
+
+    precondition {
+      condition     = contains(data.aws_ec2_instance_type.this.supported_architectures, data.aws_ami.this.architecture)
+      error_message = "ami_id ${data.aws_ami.this.id} is built for ${data.aws_ami.this.architecture}, but instance_type ${var.instance_type} runs ${join(" or ", data.aws_ec2_instance_type.this.supported_architectures)}."
+    }
+  }
+}
+
+################################################################################
+# Auto Scaling
+################################################################################
+
+resource "aws_autoscaling_group" "this" {
+  for_each = var.zones
+
+  name                      = local.asg_names[each.key]
+  min_size                  = 1
+  max_size                  = 1
+  desired_capacity          = 1
+  vpc_zone_identifier       = [each.value.public_subnet_id]
+  health_check_type         = "EC2"
+  health_check_grace_period = var.health_check_grace_period
+
+  launch_template {
+    id      = aws_launch_template.this[each.key].id
+    version = aws_launch_template.this[each.key].latest_version
+  }
+
+  dynamic "initial_lifecycle_hook" {
+    for_each = var.launch_lifecycle_hook ? [local.lifecycle_hook_name] : []
+
+    content {
+      name                 = initial_lifecycle_hook.value
+      lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"
+      default_result       = "ABANDON"
+      heartbeat_timeout    = var.lifecycle_hook_heartbeat_timeout
+    }
+  }
+
+  # A new launch template version (new AMI, user data, instance type) rolls
+  # the instance. With one instance per group, the default "terminate, then
+  # launch" would leave the zone without a NAT for a whole boot. Keeping
+  # 100 % healthy and allowing 200 % makes the group launch the replacement
+  # first; its boot script takes over the routes, then the old instance goes.
+  instance_refresh {
+    strategy = "Rolling"
+
+    preferences {
+      min_healthy_percentage = 100
+      max_healthy_percentage = 200
+    }
+  }
+
+  dynamic "tag" {
+    for_each = merge(var.tags, { Name = local.asg_names[each.key] })
+
+    content {
+      key                 = tag.key
+      value               = tag.value
+      propagate_at_launch = true
+    }
+  }
+
+  # A new instance re-points its routes and alarm and associates its Elastic
+  # IP as soon as it boots: all of them, and its permissions, must exist
+  # first, or Terraform would overwrite what the instance just set. On
+  # destroy the order reverses: instances go before the routes they serve.
+  depends_on = [
+    aws_route.private_default,
+    aws_cloudwatch_metric_alarm.status_check,
+    aws_iam_role_policy.this,
+    aws_iam_role_policy_attachment.ssm,
+  ]
+}
+
+resource "aws_autoscaling_notification" "this" {
+  count = var.notification_topic_arn == null ? 0 : 1
+
+  group_names = [for zone in sort(keys(aws_autoscaling_group.this)) : aws_autoscaling_group.this[zone].name]
+  topic_arn   = var.notification_topic_arn
+  notifications = [
+    "autoscaling:EC2_INSTANCE_LAUNCH",
+    "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
+    "autoscaling:EC2_INSTANCE_TERMINATE",
+    "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
+  ]
+}
+
+################################################################################
+# Alarms
+################################################################################
+
+locals {
+  # Until the first instance boots, the alarm watches an instance that cannot
+  # exist; it stays INSUFFICIENT_DATA and never acts.
+  alarm_placeholder_instance_id = "i-00000000000000000"
+
+  alarm_actions = concat(
+    ["arn:${local.partition}:automate:${local.region}:ec2:terminate"],
+    var.notification_topic_arn == null ? [] : [var.notification_topic_arn],
+  )
+}
+
+resource "aws_cloudwatch_metric_alarm" "status_check" {
+  for_each = local.alarm_names
+
+  alarm_name          = each.value
+  alarm_description   = "Terminates the NAT instance of ${local.asg_names[each.key]} after 2 consecutive minutes of failed EC2 status checks; the Auto Scaling group then launches a replacement. Each new instance re-points this alarm at itself."
+  namespace           = "AWS/EC2"
+  metric_name         = "StatusCheckFailed"
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 2
+  datapoints_to_alarm = 2
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  threshold           = 1
+  treat_missing_data  = "missing"
+  alarm_actions       = local.alarm_actions
+
+  dimensions = {
+    InstanceId = local.alarm_placeholder_instance_id
+  }
+
+  tags = merge(var.tags, { Name = each.value })
+
+  lifecycle {
+    # The boot script of each new instance sets InstanceId with PutMetricAlarm.
+    ignore_changes = [dimensions]
+  }
+}
+
+################################################################################
+# Routes
+################################################################################
+
+locals {
+  private_routes = merge([
+    for zone, config in var.zones : {
+      for rtb in config.private_route_table_ids : "${zone}/${rtb}" => {
+        zone           = zone
+        route_table_id = rtb
+      }
+    }
+  ]...)
+}
+
+# A route must name a target when it is created, before any NAT instance
+# exists. Each zone's routes start at this interface, which is never
+# attached (the route is a blackhole until the first instance boots); every
+# instance then replaces the target with its own primary interface.
+resource "aws_network_interface" "route_placeholder" {
+  for_each = var.zones
+
+  subnet_id       = each.value.public_subnet_id
+  description     = "Initial route target for ${local.asg_names[each.key]}; never attached"
+  security_groups = [aws_security_group.this.id]
+
+  tags = merge(var.tags, { Name = "${local.asg_names[each.key]}-route-placeholder" })
+}
+
+resource "aws_route" "private_default" {
+  for_each = local.private_routes
+
+  route_table_id         = each.value.route_table_id
+  destination_cidr_block = var.route_destination_cidr
+  network_interface_id   = aws_network_interface.route_placeholder[each.value.zone].id
+
+  lifecycle {
+    # The NAT instance owns the target; Terraform owns the route's existence.
+    ignore_changes = [network_interface_id]
+  }
+}

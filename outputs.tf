@@ -1,0 +1,57 @@
+output "autoscaling_group_names" {
+  description = "Name of each zone's Auto Scaling group, keyed by availability zone."
+  value       = tomap({ for zone, asg in aws_autoscaling_group.this : zone => asg.name })
+}
+
+output "launch_template_ids" {
+  description = "ID of each zone's launch template, keyed by availability zone."
+  value       = tomap({ for zone, template in aws_launch_template.this : zone => template.id })
+}
+
+output "security_group_id" {
+  description = "ID of the security group of the NAT instances."
+  value       = aws_security_group.this.id
+}
+
+output "iam_role_arn" {
+  description = "ARN of the IAM role the NAT instances run as."
+  value       = aws_iam_role.this.arn
+}
+
+output "iam_role_name" {
+  description = "Name of the IAM role the NAT instances run as, to attach further policies."
+  value       = aws_iam_role.this.name
+}
+
+output "instance_profile_arn" {
+  description = "ARN of the instance profile of the NAT instances."
+  value       = aws_iam_instance_profile.this.arn
+}
+
+output "status_check_alarm_names" {
+  description = "Name of each zone's status check alarm, keyed by availability zone; empty when `status_check_alarm` is false."
+  value       = tomap({ for zone, alarm in aws_cloudwatch_metric_alarm.status_check : zone => alarm.alarm_name })
+}
+
+output "elastic_ip_public_ips" {
+  description = "Public IPv4 address each zone's NAT instance egresses from, keyed by availability zone; empty when `elastic_ip` is none."
+  value = tomap(merge(
+    { for zone, eip in aws_eip.this : zone => eip.public_ip },
+    { for zone, eip in data.aws_eip.existing : zone => eip.public_ip },
+  ))
+}
+
+output "elastic_ip_allocation_ids" {
+  description = "Allocation ID of each zone's Elastic IP, keyed by availability zone; empty when `elastic_ip` is none."
+  value       = tomap(local.eip_allocation_ids)
+}
+
+output "route_placeholder_network_interface_ids" {
+  description = "ID of each zone's placeholder network interface, the route target until the zone's first NAT instance boots, keyed by availability zone."
+  value       = tomap({ for zone, eni in aws_network_interface.route_placeholder : zone => eni.id })
+}
+
+output "lifecycle_hook_name" {
+  description = "Name of the launch lifecycle hook the boot script completes; null when `launch_lifecycle_hook` is false."
+  value       = local.lifecycle_hook_name
+}

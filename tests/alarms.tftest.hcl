@@ -1,0 +1,147 @@
+# Status check alarms, launch lifecycle hook and notifications.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+override_data {
+  target = data.aws_subnet.public["eu-west-1a"]
+  values = { availability_zone = "eu-west-1a", vpc_id = "vpc-0a000001" }
+}
+
+override_data {
+  target = data.aws_subnet.public["eu-west-1b"]
+  values = { availability_zone = "eu-west-1b", vpc_id = "vpc-0a000001" }
+}
+
+variables {
+  name   = "egress"
+  vpc_id = "vpc-0a000001"
+  zones = {
+    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"] }
+    "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_table_ids = ["rtb-0b000001"] }
+  }
+}
+
+run "each_zone_has_a_status_check_alarm_that_terminates" {
+  command = plan
+
+  assert {
+    condition     = sort([for alarm in aws_cloudwatch_metric_alarm.status_check : alarm.alarm_name]) == tolist(["egress-eu-west-1a-status-check", "egress-eu-west-1b-status-check"])
+    error_message = "Each zone must have an alarm named <name>-<zone>-status-check."
+  }
+
+  assert {
+    condition = alltrue([
+      for alarm in aws_cloudwatch_metric_alarm.status_check :
+      alarm.namespace == "AWS/EC2" && alarm.metric_name == "StatusCheckFailed" && alarm.statistic == "Maximum"
+    ])
+    error_message = "Alarms must watch the maximum of AWS/EC2 StatusCheckFailed."
+  }
+
+  assert {
+    condition = alltrue([
+      for alarm in aws_cloudwatch_metric_alarm.status_check :
+      alarm.period == 60 && alarm.evaluation_periods == 2 && alarm.datapoints_to_alarm == 2 && alarm.threshold == 1
+    ])
+    error_message = "Alarms must fire after two failed one-minute periods."
+  }
+
+  assert {
+    condition = alltrue([
+      for alarm in aws_cloudwatch_metric_alarm.status_check :
+      tolist(alarm.alarm_actions) == tolist(["arn:aws:automate:eu-west-1:ec2:terminate"])
+    ])
+    error_message = "Without a topic, the only alarm action is the EC2 terminate action."
+  }
+
+  assert {
+    condition     = alltrue([for alarm in aws_cloudwatch_metric_alarm.status_check : alarm.dimensions.InstanceId == "i-00000000000000000"])
+    error_message = "Before the first boot, alarms must watch the placeholder instance ID."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "'egress-eu-west-1b-status-check'")
+    error_message = "The boot script must be told its zone's alarm name."
+  }
+}
+
+run "each_group_waits_for_its_boot_script" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for asg in aws_autoscaling_group.this :
+      length(asg.initial_lifecycle_hook) == 1 && alltrue([
+        for hook in asg.initial_lifecycle_hook :
+        hook.name == "egress-launch" && hook.lifecycle_transition == "autoscaling:EC2_INSTANCE_LAUNCHING" && hook.default_result == "ABANDON" && hook.heartbeat_timeout == 300
+      ])
+    ])
+    error_message = "Each group must hold new instances in a launch hook named <name>-launch that abandons by default after 300 s."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "'egress-launch'")
+    error_message = "The boot script must be told the hook name."
+  }
+}
+
+run "topic_receives_alarms_and_group_notifications" {
+  command = plan
+
+  variables {
+    notification_topic_arn = "arn:aws:sns:eu-west-1:123456789012:nat-events"
+  }
+
+  assert {
+    condition = alltrue([
+      for alarm in aws_cloudwatch_metric_alarm.status_check :
+      contains(alarm.alarm_actions, "arn:aws:sns:eu-west-1:123456789012:nat-events") && contains(alarm.alarm_actions, "arn:aws:automate:eu-west-1:ec2:terminate")
+    ])
+    error_message = "Alarms must both terminate and notify the topic."
+  }
+
+  assert {
+    condition     = aws_autoscaling_notification.this[0].topic_arn == "arn:aws:sns:eu-west-1:123456789012:nat-events"
+    error_message = "Group notifications must go to notification_topic_arn."
+  }
+
+  assert {
+    condition     = sort(aws_autoscaling_notification.this[0].group_names) == tolist(["egress-eu-west-1a", "egress-eu-west-1b"])
+    error_message = "Every group must notify."
+  }
+
+  assert {
+    condition     = contains(aws_autoscaling_notification.this[0].notifications, "autoscaling:EC2_INSTANCE_LAUNCH_ERROR") && contains(aws_autoscaling_notification.this[0].notifications, "autoscaling:EC2_INSTANCE_TERMINATE")
+    error_message = "Launches, launch errors and terminations must be notified."
+  }
+}
+
+run "alarm_and_hook_can_be_turned_off" {
+  command = plan
+
+  variables {
+    status_check_alarm    = false
+    launch_lifecycle_hook = false
+  }
+
+  assert {
+    condition     = length(aws_cloudwatch_metric_alarm.status_check) == 0
+    error_message = "status_check_alarm = false must create no alarm."
+  }
+
+  assert {
+    condition     = alltrue([for asg in aws_autoscaling_group.this : length(asg.initial_lifecycle_hook) == 0])
+    error_message = "launch_lifecycle_hook = false must create no hook."
+  }
+
+  assert {
+    condition     = length(aws_autoscaling_notification.this) == 0
+    error_message = "Without a topic there must be no group notification."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "NAT_ALARM_NAME=''") && strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "NAT_LIFECYCLE_HOOK_NAME=''")
+    error_message = "The boot script must be told there is no alarm and no hook (empty strings)."
+  }
+}

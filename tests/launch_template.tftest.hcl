@@ -1,0 +1,147 @@
+# Launch template: hardened instance settings, tags the IAM policy relies on,
+# and the rendered configuration.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+override_data {
+  target = data.aws_subnet.public["eu-west-1a"]
+  values = { availability_zone = "eu-west-1a", vpc_id = "vpc-0a000001" }
+}
+
+variables {
+  name   = "egress"
+  vpc_id = "vpc-0a000001"
+  zones = {
+    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001", "rtb-0a000002"] }
+  }
+}
+
+run "requires_imdsv2_and_encrypts_the_root_volume" {
+  command = plan
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].metadata_options[0].http_tokens == "required"
+    error_message = "Instances must require IMDSv2 tokens."
+  }
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].metadata_options[0].http_put_response_hop_limit == 1
+    error_message = "IMDS must not be reachable beyond the instance (hop limit 1)."
+  }
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].block_device_mappings[0].ebs[0].encrypted == "true"
+    error_message = "The root volume must be encrypted."
+  }
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].block_device_mappings[0].ebs[0].volume_type == "gp3"
+    error_message = "The root volume must be gp3."
+  }
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].block_device_mappings[0].ebs[0].volume_size == 8
+    error_message = "Without root_volume_size the root volume must have the size of the AMI's root snapshot."
+  }
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].block_device_mappings[0].device_name == "/dev/xvda"
+    error_message = "The root volume mapping must use the AMI's root device name."
+  }
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].key_name == null
+    error_message = "No key pair must be installed by default."
+  }
+}
+
+run "uses_the_looked_up_ami_and_a_public_primary_interface" {
+  command = plan
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].image_id == "ami-0123456789abcdef0"
+    error_message = "Without ami_id the launch template must use the looked-up Amazon Linux 2023 AMI."
+  }
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].instance_type == "t4g.nano"
+    error_message = "The default instance type is t4g.nano."
+  }
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].network_interfaces[0].associate_public_ip_address == "true"
+    error_message = "The NAT instance needs a public address."
+  }
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].network_interfaces[0].delete_on_termination == "true"
+    error_message = "The primary interface must go with its instance."
+  }
+}
+
+run "tags_instance_interface_and_volume_with_the_group" {
+  command = plan
+
+  variables {
+    tags = { team = "network" }
+  }
+
+  assert {
+    condition     = sort([for spec in aws_launch_template.this["eu-west-1a"].tag_specifications : spec.resource_type]) == tolist(["instance", "network-interface", "volume"])
+    error_message = "The launch template must tag instances, network interfaces and volumes."
+  }
+
+  assert {
+    condition = alltrue([
+      for spec in aws_launch_template.this["eu-west-1a"].tag_specifications :
+      spec.tags["nat-instance:group"] == "egress-eu-west-1a" && spec.tags["team"] == "network"
+    ])
+    error_message = "Every launched resource must carry nat-instance:group = <group name> (the IAM condition) and the module tags."
+  }
+
+  assert {
+    condition = contains([
+      for tag in aws_autoscaling_group.this["eu-west-1a"].tag : tag.key if tag.propagate_at_launch
+    ], "team")
+    error_message = "Module tags must propagate at launch."
+  }
+}
+
+run "renders_the_configuration_into_the_user_data" {
+  command = plan
+
+  variables {
+    ami_id           = "ami-0a000001"
+    root_volume_size = 16
+  }
+
+  override_data {
+    target = data.aws_ami.this
+    values = { id = "ami-0a000001", architecture = "arm64", root_device_name = "/dev/sda1" }
+  }
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].image_id == "ami-0a000001"
+    error_message = "ami_id must be used when given."
+  }
+
+  assert {
+    condition     = aws_launch_template.this["eu-west-1a"].block_device_mappings[0].device_name == "/dev/sda1" && aws_launch_template.this["eu-west-1a"].block_device_mappings[0].ebs[0].volume_size == 16
+    error_message = "The root volume must use the AMI's root device name and root_volume_size when given."
+  }
+
+  assert {
+    condition = alltrue([
+      for fragment in ["eu-west-1a", "egress-eu-west-1a", "rtb-0a000001 rtb-0a000002", "0.0.0.0/0", "egress-eu-west-1a-status-check", "egress-launch"] :
+      strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), fragment)
+    ])
+    error_message = "The user data must carry the zone, group, route tables, destination, alarm and hook names."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), file("${path.module}/userdata/nat-boot.sh"))
+    error_message = "The user data must include userdata/nat-boot.sh unchanged."
+  }
+}

@@ -1,0 +1,214 @@
+# Routes, groups and security group: one NAT per zone, every private route
+# table of a zone routed through that zone's NAT.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+override_data {
+  target = data.aws_subnet.public["eu-west-1a"]
+  values = { availability_zone = "eu-west-1a", vpc_id = "vpc-0a000001" }
+}
+
+override_data {
+  target = data.aws_subnet.public["eu-west-1b"]
+  values = { availability_zone = "eu-west-1b", vpc_id = "vpc-0a000001" }
+}
+
+override_data {
+  target = data.aws_subnet.public["eu-west-1c"]
+  values = { availability_zone = "eu-west-1c", vpc_id = "vpc-0a000001" }
+}
+
+# Known IDs for the placeholder interfaces, so routes can be compared to them.
+override_resource {
+  target          = aws_network_interface.route_placeholder["eu-west-1a"]
+  override_during = plan
+  values          = { id = "eni-0a000001" }
+}
+
+override_resource {
+  target          = aws_network_interface.route_placeholder["eu-west-1b"]
+  override_during = plan
+  values          = { id = "eni-0b000001" }
+}
+
+override_resource {
+  target          = aws_network_interface.route_placeholder["eu-west-1c"]
+  override_during = plan
+  values          = { id = "eni-0c000001" }
+}
+
+variables {
+  name   = "egress"
+  vpc_id = "vpc-0a000001"
+  zones = {
+    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"] }
+  }
+}
+
+run "one_zone_routes_its_table_through_a_placeholder_interface" {
+  command = plan
+
+  assert {
+    condition     = keys(aws_autoscaling_group.this) == ["eu-west-1a"]
+    error_message = "One zone must give exactly one Auto Scaling group."
+  }
+
+  assert {
+    condition     = keys(aws_route.private_default) == ["eu-west-1a/rtb-0a000001"]
+    error_message = "Routes must be keyed <zone>/<route table>."
+  }
+
+  assert {
+    condition     = aws_route.private_default["eu-west-1a/rtb-0a000001"].route_table_id == "rtb-0a000001"
+    error_message = "The route must be in the zone's private route table."
+  }
+
+  assert {
+    condition     = aws_route.private_default["eu-west-1a/rtb-0a000001"].destination_cidr_block == "0.0.0.0/0"
+    error_message = "The default route_destination_cidr is 0.0.0.0/0."
+  }
+
+  assert {
+    condition     = aws_route.private_default["eu-west-1a/rtb-0a000001"].network_interface_id == "eni-0a000001"
+    error_message = "Before the first boot the route must target the zone's placeholder interface."
+  }
+
+  assert {
+    condition     = aws_network_interface.route_placeholder["eu-west-1a"].subnet_id == "subnet-0a000001"
+    error_message = "The placeholder interface must be in the zone's public subnet."
+  }
+}
+
+run "three_zones_route_each_table_through_its_own_zone" {
+  command = plan
+
+  variables {
+    zones = {
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001", "rtb-0a000002"] }
+      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_table_ids = ["rtb-0b000001", "rtb-0b000002"] }
+      "eu-west-1c" = { public_subnet_id = "subnet-0c000001", private_route_table_ids = ["rtb-0c000001"] }
+    }
+  }
+
+  assert {
+    condition     = length(aws_autoscaling_group.this) == 3 && length(aws_launch_template.this) == 3 && length(aws_network_interface.route_placeholder) == 3
+    error_message = "Three zones must give three groups, launch templates and placeholder interfaces."
+  }
+
+  assert {
+    condition     = length(aws_route.private_default) == 5
+    error_message = "Five private route tables must give five routes."
+  }
+
+  assert {
+    condition = alltrue([
+      for key, route in aws_route.private_default :
+      route.network_interface_id == aws_network_interface.route_placeholder[split("/", key)[0]].id && route.route_table_id == split("/", key)[1]
+    ])
+    error_message = "Each route must be in its own table and target its own zone's placeholder interface."
+  }
+
+  assert {
+    condition = alltrue([
+      for zone, asg in aws_autoscaling_group.this :
+      asg.min_size == 1 && asg.max_size == 1 && asg.desired_capacity == 1 && asg.name == "egress-${zone}"
+    ])
+    error_message = "Each group must be named <name>-<zone> and hold exactly one instance."
+  }
+
+  assert {
+    condition = alltrue([
+      for zone, asg in aws_autoscaling_group.this : tolist(asg.vpc_zone_identifier) == tolist([var.zones[zone].public_subnet_id])
+    ])
+    error_message = "Each group must launch into its own zone's public subnet only."
+  }
+
+  assert {
+    condition = strcontains(
+      base64decode(aws_launch_template.this["eu-west-1b"].user_data),
+      "rtb-0b000001 rtb-0b000002"
+    )
+    error_message = "The user data of a zone must list that zone's route tables, space separated."
+  }
+
+  assert {
+    condition     = !strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "rtb-0a000001")
+    error_message = "The user data of a zone must not list another zone's route tables."
+  }
+}
+
+run "routes_a_custom_destination" {
+  command = plan
+
+  variables {
+    route_destination_cidr = "192.0.2.0/24"
+  }
+
+  assert {
+    condition     = aws_route.private_default["eu-west-1a/rtb-0a000001"].destination_cidr_block == "192.0.2.0/24"
+    error_message = "Routes must use route_destination_cidr."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "192.0.2.0/24")
+    error_message = "The boot script must be told route_destination_cidr."
+  }
+}
+
+run "serves_every_associated_vpc_cidr_by_default" {
+  command = plan
+
+  assert {
+    condition     = sort(keys(aws_vpc_security_group_ingress_rule.served)) == tolist(["10.0.0.0/16", "100.64.0.0/16"])
+    error_message = "Without served_cidrs, the NAT must accept the VPC's associated CIDR blocks (and not disassociated ones)."
+  }
+
+  assert {
+    condition     = alltrue([for rule in aws_vpc_security_group_ingress_rule.served : rule.ip_protocol == "-1"])
+    error_message = "Ingress from served CIDR blocks must allow every protocol."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "10.0.0.0/16 100.64.0.0/16")
+    error_message = "The boot script must masquerade the VPC's CIDR blocks."
+  }
+}
+
+run "serves_only_the_given_cidrs" {
+  command = plan
+
+  variables {
+    served_cidrs = ["10.0.16.0/20"]
+  }
+
+  assert {
+    condition     = keys(aws_vpc_security_group_ingress_rule.served) == ["10.0.16.0/20"]
+    error_message = "served_cidrs must replace the VPC's CIDR blocks in the security group."
+  }
+
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.all.cidr_ipv4 == "0.0.0.0/0" && aws_vpc_security_group_egress_rule.all.ip_protocol == "-1"
+    error_message = "The NAT must be allowed to send anything anywhere."
+  }
+}
+
+run "replaces_the_instance_by_launching_first" {
+  command = plan
+
+  assert {
+    condition     = aws_autoscaling_group.this["eu-west-1a"].instance_refresh[0].preferences[0].min_healthy_percentage == 100
+    error_message = "An instance refresh must keep the old NAT in service until its replacement is up."
+  }
+
+  assert {
+    condition     = aws_autoscaling_group.this["eu-west-1a"].instance_refresh[0].preferences[0].max_healthy_percentage == 200
+    error_message = "An instance refresh must be allowed to launch the replacement before terminating."
+  }
+
+  assert {
+    condition     = aws_autoscaling_group.this["eu-west-1a"].health_check_type == "EC2" && aws_autoscaling_group.this["eu-west-1a"].health_check_grace_period == 60
+    error_message = "Groups must use EC2 health checks with health_check_grace_period."
+  }
+}

@@ -1,0 +1,279 @@
+################################################################################
+# Required
+################################################################################
+
+variable "name" {
+  description = "Prefix for the names of everything the module creates: Auto Scaling groups are named `<name>-<zone>`, alarms `<name>-<zone>-status-check`, the launch lifecycle hook `<name>-launch`."
+  type        = string
+
+  validation {
+    condition     = length(var.name) >= 1 && length(var.name) <= 32
+    error_message = "name must be 1 to 32 characters long."
+  }
+
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9-]*$", var.name))
+    error_message = "name may contain only letters, digits and hyphens (a-z, A-Z, 0-9, -)."
+  }
+}
+
+variable "vpc_id" {
+  description = "ID of the VPC the NAT instances serve (for example `vpc-0123456789abcdef0`)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]{8,17}$", var.vpc_id))
+    error_message = "vpc_id must be a VPC ID such as vpc-0123456789abcdef0."
+  }
+}
+
+variable "zones" {
+  description = "One entry per availability zone, keyed by the zone name (for example `eu-west-1a`). Each zone gets its own Auto Scaling group of exactly one NAT instance, launched in `public_subnet_id`, which becomes the IPv4 default route of every table in `private_route_table_ids`. Set `eip_allocation_id` only when `elastic_ip` is `existing`."
+  type = map(object({
+    public_subnet_id        = string
+    private_route_table_ids = list(string)
+    eip_allocation_id       = optional(string)
+  }))
+  nullable = false
+
+  validation {
+    condition     = length(var.zones) > 0
+    error_message = "zones must contain at least one availability zone."
+  }
+
+  validation {
+    condition     = alltrue([for zone in keys(var.zones) : can(regex("^[a-z]{2}(-[a-z0-9]+)+[a-z]$", zone))])
+    error_message = "zones must be keyed by availability zone name, such as eu-west-1a or us-gov-west-1b."
+  }
+
+  validation {
+    condition     = alltrue([for zone in values(var.zones) : can(regex("^subnet-[0-9a-f]{8,17}$", zone.public_subnet_id))])
+    error_message = "zones[*].public_subnet_id must be a subnet ID such as subnet-0123456789abcdef0."
+  }
+
+  validation {
+    condition     = alltrue([for zone in values(var.zones) : length(zone.private_route_table_ids) > 0])
+    error_message = "zones[*].private_route_table_ids must list at least one route table per zone."
+  }
+
+  validation {
+    condition = alltrue(flatten([
+      for zone in values(var.zones) : [for rtb in zone.private_route_table_ids : can(regex("^rtb-[0-9a-f]{8,17}$", rtb))]
+    ]))
+    error_message = "zones[*].private_route_table_ids must contain route table IDs such as rtb-0123456789abcdef0."
+  }
+
+  validation {
+    condition = length(flatten([for zone in values(var.zones) : zone.private_route_table_ids])) == length(distinct(flatten([
+      for zone in values(var.zones) : zone.private_route_table_ids
+    ])))
+    error_message = "zones[*].private_route_table_ids must not repeat a route table, within one zone or across zones: a table can have only one default route."
+  }
+
+  validation {
+    condition = alltrue([
+      for zone in values(var.zones) : zone.eip_allocation_id == null || can(regex("^eipalloc-[0-9a-f]{8,17}$", zone.eip_allocation_id))
+    ])
+    error_message = "zones[*].eip_allocation_id must be an Elastic IP allocation ID such as eipalloc-0123456789abcdef0."
+  }
+
+  validation {
+    condition = length(compact([for zone in values(var.zones) : zone.eip_allocation_id])) == length(distinct(compact([
+      for zone in values(var.zones) : zone.eip_allocation_id
+    ])))
+    error_message = "zones[*].eip_allocation_id must differ between zones: an Elastic IP can be associated with one NAT instance only."
+  }
+}
+
+################################################################################
+# Addressing
+################################################################################
+
+variable "elastic_ip" {
+  description = "Which public address each NAT instance egresses from: `none` keeps the address AWS assigns at launch (it changes on every replacement), `create` allocates one Elastic IP per zone, `existing` uses `zones[*].eip_allocation_id`. The boot script associates the Elastic IP with each new instance."
+  type        = string
+  default     = "none"
+  nullable    = false
+
+  validation {
+    condition     = contains(["none", "create", "existing"], var.elastic_ip)
+    error_message = "elastic_ip must be one of \"none\", \"create\" or \"existing\"."
+  }
+
+  validation {
+    condition     = var.elastic_ip != "existing" || alltrue([for zone in values(var.zones) : zone.eip_allocation_id != null])
+    error_message = "elastic_ip = \"existing\" requires zones[*].eip_allocation_id in every zone."
+  }
+
+  validation {
+    condition     = var.elastic_ip == "existing" || alltrue([for zone in values(var.zones) : zone.eip_allocation_id == null])
+    error_message = "zones[*].eip_allocation_id is allowed only with elastic_ip = \"existing\"."
+  }
+}
+
+variable "route_destination_cidr" {
+  description = "IPv4 destination the module routes through each zone's NAT instance in the private route tables."
+  type        = string
+  default     = "0.0.0.0/0"
+  nullable    = false
+
+  validation {
+    condition     = can(cidrnetmask(var.route_destination_cidr))
+    error_message = "route_destination_cidr must be an IPv4 CIDR block such as 0.0.0.0/0."
+  }
+}
+
+variable "served_cidrs" {
+  description = "IPv4 CIDR blocks the NAT instances accept traffic from and masquerade. Empty means every IPv4 CIDR block of the VPC. Set it explicitly when the VPC is created in the same configuration, so that its CIDR blocks are known at plan time."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for cidr in var.served_cidrs : can(cidrnetmask(cidr))])
+    error_message = "served_cidrs must contain IPv4 CIDR blocks such as 10.0.0.0/16."
+  }
+
+  validation {
+    condition     = !contains(var.served_cidrs, "0.0.0.0/0")
+    error_message = "served_cidrs must not contain 0.0.0.0/0: the NAT instances would forward traffic for the whole internet."
+  }
+}
+
+################################################################################
+# Instances
+################################################################################
+
+variable "instance_type" {
+  description = "EC2 instance type of the NAT instances. Its network bandwidth is the NAT's bandwidth."
+  type        = string
+  default     = "t4g.nano"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.instance_type))
+    error_message = "instance_type must be an EC2 instance type such as t4g.nano or c7gn.medium."
+  }
+}
+
+variable "ami_id" {
+  description = "AMI of the NAT instances. Null selects the latest Amazon Linux 2023 image for the architecture of `instance_type`. A custom AMI must provide bash, curl, the AWS CLI, iptables/nftables and systemd, and match the instance type's architecture."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
+    error_message = "ami_id must be null or an AMI ID such as ami-0123456789abcdef0."
+  }
+}
+
+variable "root_volume_size" {
+  description = "Size in GiB of each NAT instance's encrypted gp3 root volume. Null uses the size of the AMI's root snapshot (8 GiB for Amazon Linux 2023)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.root_volume_size == null ? true : var.root_volume_size >= 1 && var.root_volume_size <= 16384
+    error_message = "root_volume_size must be null or between 1 and 16384 GiB."
+  }
+}
+
+variable "key_name" {
+  description = "Name of an EC2 key pair to allow SSH to the NAT instances. Null (the default) installs no key; prefer `ssm_access`."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.key_name == null ? true : length(var.key_name) > 0
+    error_message = "key_name must be null or a non-empty key pair name."
+  }
+}
+
+variable "ssm_access" {
+  description = "Whether to attach the AWS managed policy AmazonSSMManagedInstanceCore to the instance role, so operators can reach the NAT instances through Session Manager."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "detailed_monitoring" {
+  description = "Whether to enable EC2 detailed (one-minute) monitoring of the NAT instances. The status check metric the alarm watches is one-minute either way."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "iam_role_permissions_boundary" {
+  description = "ARN of an IAM policy to set as the permissions boundary of the instance role, for accounts that require one. Null sets none."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.iam_role_permissions_boundary == null || can(regex("^arn:aws[a-z-]*:iam::(aws|[0-9]{12}):policy/.+$", var.iam_role_permissions_boundary))
+    error_message = "iam_role_permissions_boundary must be null or an IAM policy ARN such as arn:aws:iam::123456789012:policy/boundary."
+  }
+}
+
+################################################################################
+# Replacement and alarms
+################################################################################
+
+variable "health_check_grace_period" {
+  description = "Seconds the Auto Scaling group waits after an instance comes into service before acting on its EC2 health check."
+  type        = number
+  default     = 60
+  nullable    = false
+
+  validation {
+    condition     = var.health_check_grace_period >= 0 && var.health_check_grace_period <= 7200
+    error_message = "health_check_grace_period must be between 0 and 7200 seconds."
+  }
+}
+
+variable "launch_lifecycle_hook" {
+  description = "Whether each new NAT instance waits in Pending:Wait until its boot script reports success. A failed or timed-out boot abandons the launch, so the group terminates the instance and tries again instead of keeping a NAT that does not forward."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "lifecycle_hook_heartbeat_timeout" {
+  description = "Seconds a new NAT instance may take to boot and report success before the launch lifecycle hook abandons it. Used only when `launch_lifecycle_hook` is true."
+  type        = number
+  default     = 300
+  nullable    = false
+
+  validation {
+    condition     = var.lifecycle_hook_heartbeat_timeout >= 30 && var.lifecycle_hook_heartbeat_timeout <= 7200
+    error_message = "lifecycle_hook_heartbeat_timeout must be between 30 and 7200 seconds."
+  }
+}
+
+variable "status_check_alarm" {
+  description = "Whether to create, per zone, a CloudWatch alarm that terminates the NAT instance after two consecutive one-minute periods of failed EC2 status checks, so that its Auto Scaling group replaces it."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "notification_topic_arn" {
+  description = "ARN of an SNS topic that receives the status check alarms and the Auto Scaling launch and terminate notifications. Null sends none. The ARN must be known at plan time."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.notification_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+(\\.fifo)?$", var.notification_topic_arn))
+    error_message = "notification_topic_arn must be null or an SNS topic ARN such as arn:aws:sns:eu-west-1:123456789012:nat-events."
+  }
+}
+
+################################################################################
+# Tags
+################################################################################
+
+variable "tags" {
+  description = "Tags added to every resource the module creates, and propagated to the NAT instances, their network interfaces and volumes."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}

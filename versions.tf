@@ -1,0 +1,14 @@
+terraform {
+  # 1.9 is the first release whose variable validations may refer to other
+  # variables (elastic_ip <-> zones[*].eip_allocation_id).
+  required_version = ">= 1.9.0"
+
+  required_providers {
+    aws = {
+      source = "hashicorp/aws"
+      # 5.32.0 added instance_refresh.preferences.max_healthy_percentage, which
+      # the Auto Scaling groups use to launch a replacement before terminating.
+      version = ">= 5.32.0"
+    }
+  }
+}
