@@ -36,27 +36,38 @@ from natlab.netns import Namespace, set_sysctl, veth_pair  # noqa: E402
 log = logging.getLogger("bench.nat_throughput")
 RESULTS = ROOT / "bench" / "results" / "nat_throughput.json"
 PREFIX = "natbench-"
-MASQUERADE = ('table ip nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat; '
-              'policy accept;\n  oifname "eth1" masquerade\n }\n}\n')
+MASQUERADE = (
+    "table ip nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat; "
+    'policy accept;\n  oifname "eth1" masquerade\n }\n}\n'
+)
 
 
 def machine() -> dict[str, Any]:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "iperf3": subprocess.run(["iperf3", "--version"], capture_output=True, text=True,
-                                     check=False, timeout=10).stdout.splitlines()[0]}
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "iperf3": subprocess.run(
+            ["iperf3", "--version"], capture_output=True, text=True, check=False, timeout=10
+        ).stdout.splitlines()[0],
+    }
 
 
 def iperf(client: Namespace, server: Namespace, address: str, seconds: float) -> dict[str, Any]:
     """One bounded iperf3 TCP run from ``client`` to a one-shot server on ``address``."""
-    srv = server.popen(["iperf3", "-s", "-1", "-B", address], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+    srv = server.popen(["iperf3", "-s", "-1", "-B", address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 5
         while True:  # readiness: the client connects once the server listens
-            proc = client.run(["iperf3", "-c", address, "-t", str(seconds), "-J"], check=False,
-                              timeout=seconds + 20)
+            proc = client.run(["iperf3", "-c", address, "-t", str(seconds), "-J"], check=False, timeout=seconds + 20)
             out = json.loads(proc.stdout or b"{}")
             failed = proc.returncode != 0 or "error" in out  # iperf3 3.12 exits 0 on refusal
             if not failed or time.monotonic() > deadline:
@@ -65,10 +76,12 @@ def iperf(client: Namespace, server: Namespace, address: str, seconds: float) ->
         if failed:
             raise RuntimeError(f"iperf3 failed: {out.get('error') or proc.stderr.decode()}")
         end = out["end"]
-        return {"bits_per_second": end["sum_received"]["bits_per_second"],
-                "retransmits": end["sum_sent"].get("retransmits"),
-                "cpu_sender": end["cpu_utilization_percent"]["host_total"],
-                "cpu_receiver": end["cpu_utilization_percent"]["remote_total"]}
+        return {
+            "bits_per_second": end["sum_received"]["bits_per_second"],
+            "retransmits": end["sum_sent"].get("retransmits"),
+            "cpu_sender": end["cpu_utilization_percent"]["host_total"],
+            "cpu_receiver": end["cpu_utilization_percent"]["remote_total"],
+        }
     finally:
         srv.kill()
         srv.wait(timeout=5)
@@ -78,8 +91,11 @@ def iperf(client: Namespace, server: Namespace, address: str, seconds: float) ->
 def chain(masquerade: bool) -> Iterator[tuple[Namespace, Namespace]]:
     """workload -> nat -> server; yields (workload, server)."""
     # Own prefix: a concurrent `pytest harness` session's cleanup of natlab-* must not cut the run short.
-    with Namespace("wl", prefix=PREFIX) as wl, Namespace("nat", prefix=PREFIX) as nat, \
-            Namespace("srv", prefix=PREFIX) as srv:
+    with (
+        Namespace("wl", prefix=PREFIX) as wl,
+        Namespace("nat", prefix=PREFIX) as nat,
+        Namespace("srv", prefix=PREFIX) as srv,
+    ):
         veth_pair(wl, "eth0", nat, "eth0")
         veth_pair(nat, "eth1", srv, "eth0")
         wl.add_address("eth0", "10.99.1.10/24")
@@ -134,8 +150,7 @@ def main() -> int:
         runs["vpc"].append(vpc_path(args.seconds))
         log.info("vpc: %.2f Gbit/s", runs["vpc"][-1]["bits_per_second"] / 1e9)
 
-    summary = {name: round(sum(r["bits_per_second"] for r in rs) / len(rs) / 1e9, 2)
-               for name, rs in runs.items() if rs}
+    summary = {name: round(sum(r["bits_per_second"] for r in rs) / len(rs) / 1e9, 2) for name, rs in runs.items() if rs}
     result = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),

@@ -21,21 +21,41 @@ logger = logging.getLogger("natlab")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("natlab", "NAT failover harness")
-    group.addoption("--backend", default="moto", choices=("moto", "localstack", "aws"),
-                    help="where AWS lives: embedded moto server (default), a LocalStack edge, or real AWS")
-    group.addoption("--endpoint-url", default=None,
-                    help="the LocalStack-compatible edge for --backend localstack (e.g. http://127.0.0.1:4566)")
+    group.addoption(
+        "--backend",
+        default="moto",
+        choices=("moto", "localstack", "aws"),
+        help="where AWS lives: embedded moto server (default), a LocalStack edge, or real AWS",
+    )
+    group.addoption(
+        "--endpoint-url",
+        default=None,
+        help="the LocalStack-compatible edge for --backend localstack (e.g. http://127.0.0.1:4566)",
+    )
     group.addoption("--region", default=None, help="AWS region (default us-east-1; required with --backend aws)")
-    group.addoption("--aws-confirm-costs", action="store_true",
-                    help="with --backend aws: yes, launch real instances in my account and pay for them")
-    group.addoption("--sla", type=float, default=180.0,
-                    help="seconds from NAT failure to routes on the replacement (default 180)")
-    group.addoption("--boot-delay", type=float, default=0.0,
-                    help="modelled seconds from instance launch to user data start (real AWS: ~26-29 s)")
-    group.addoption("--report-dir", type=Path, default=Path("reports"),
-                    help="where failover timelines (table, SVG/HTML, JSON) are written (default ./reports)")
-    group.addoption("--keep", action="store_true",
-                    help="leave the lab up after the run for debugging, and print how to reach it")
+    group.addoption(
+        "--aws-confirm-costs",
+        action="store_true",
+        help="with --backend aws: yes, launch real instances in my account and pay for them",
+    )
+    group.addoption(
+        "--sla", type=float, default=180.0, help="seconds from NAT failure to routes on the replacement (default 180)"
+    )
+    group.addoption(
+        "--boot-delay",
+        type=float,
+        default=0.0,
+        help="modelled seconds from instance launch to user data start (real AWS: ~26-29 s)",
+    )
+    group.addoption(
+        "--report-dir",
+        type=Path,
+        default=Path("reports"),
+        help="where failover timelines (table, SVG/HTML, JSON) are written (default ./reports)",
+    )
+    group.addoption(
+        "--keep", action="store_true", help="leave the lab up after the run for debugging, and print how to reach it"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +82,13 @@ def run_id() -> str:
 @pytest.fixture(scope="session")
 def backend(settings: HarnessSettings, run_id: str) -> Iterator[Backend]:
     try:
-        chosen = make_backend(settings.backend, region=settings.region, endpoint_url=settings.endpoint_url,
-                              run_id=run_id, aws_confirm_costs=settings.aws_confirm_costs)
+        chosen = make_backend(
+            settings.backend,
+            region=settings.region,
+            endpoint_url=settings.endpoint_url,
+            run_id=run_id,
+            aws_confirm_costs=settings.aws_confirm_costs,
+        )
         chosen.start()
     except BackendError as error:
         pytest.exit(f"natlab: {error}", returncode=4)
@@ -93,29 +118,43 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-def _lab(request: pytest.FixtureRequest, backend: Backend, settings: HarnessSettings, run_id: str,
-         config: LabConfig) -> Iterator[Lab]:
+def _hold_for_debugging(settings: HarnessSettings, config: LabConfig, lab: Lab) -> None:
+    """--keep: the emulator lives in this process, so the lab stays up while the run waits for Enter."""
+    info = f"--keep: the {config.fixture} lab is up\n{lab.how_to_reach()}\n"
+    settings.report_dir.mkdir(parents=True, exist_ok=True)
+    with (settings.report_dir / KEPT_LABS).open("a") as kept:  # listed again in the terminal summary
+        kept.write(info + "\n")
+    try:
+        with open("/dev/tty") as tty_in, open("/dev/tty", "w") as tty_out:
+            tty_out.write(f"\n{info}Press Enter to tear it down... ")
+            tty_out.flush()
+            tty_in.readline()
+    except OSError:
+        logger.warning("--keep without a terminal: the lab's files stay, the emulator ends with this run")
+
+
+def _lab(backend: Backend, settings: HarnessSettings, run_id: str, config: LabConfig) -> Iterator[Lab]:
     backend.reset()
     with Lab(backend, config, settings, run_id) as lab:
         try:
             yield lab
         finally:
             if settings.keep:
-                print(f"\n--keep: the {config.fixture} lab stays up\n{lab.how_to_reach()}")  # noqa: T201
+                _hold_for_debugging(settings, config, lab)
 
 
 @pytest.fixture(scope="module")
-def one_zone_lab(request: pytest.FixtureRequest, backend: Backend, settings: HarnessSettings,
-                 run_id: str) -> Iterator[Lab]:
-    yield from _lab(request, backend, settings, run_id,
-                    LabConfig("one_zone", name="natlab-1z", tf_vars={"elastic_ip": "create"}))
+def one_zone_lab(backend: Backend, settings: HarnessSettings, run_id: str) -> Iterator[Lab]:
+    yield from _lab(
+        backend, settings, run_id, LabConfig("one_zone", name="natlab-1z", tf_vars={"elastic_ip": "create"})
+    )
 
 
 @pytest.fixture(scope="module")
-def three_zone_lab(request: pytest.FixtureRequest, backend: Backend, settings: HarnessSettings,
-                   run_id: str) -> Iterator[Lab]:
-    yield from _lab(request, backend, settings, run_id,
-                    LabConfig("three_zones", name="natlab-3z", tf_vars={"elastic_ip": "create"}))
+def three_zone_lab(backend: Backend, settings: HarnessSettings, run_id: str) -> Iterator[Lab]:
+    yield from _lab(
+        backend, settings, run_id, LabConfig("three_zones", name="natlab-3z", tf_vars={"elastic_ip": "create"})
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -126,21 +165,37 @@ def _attach_lab_to_item(request: pytest.FixtureRequest) -> None:
             request.node.natlab_lab = request.getfixturevalue(name)
 
 
-REPORTS = pytest.StashKey[list]()
+KEPT_LABS = "kept-labs.txt"
+TIMELINE_PROPERTY = "natlab_failover_timeline"
 
 
 @pytest.fixture
 def record_failover(request: pytest.FixtureRequest):
-    """Writes a failover's report and keeps its text for the end-of-run summary."""
+    """Writes a failover's report; its text travels with the test report (xdist workers too)."""
 
     def record(lab: Lab, result: FailoverResult, name: str) -> None:
         text, _ = report_failover(lab, result, name)
-        request.config.stash.setdefault(REPORTS, []).append(text)
+        request.node.user_properties.append((TIMELINE_PROPERTY, text))
 
     return record
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        texts = [value for key, value in report.user_properties if key == TIMELINE_PROPERTY]
+        if texts:
+            _collected_timelines.extend(texts)
+
+
+_collected_timelines: list[str] = []
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    for text in config.stash.get(REPORTS, []):
+    for text in _collected_timelines:
         terminalreporter.write_sep("-", "failover timeline")
         terminalreporter.write_line(text)
+    kept = Path(config.getoption("--report-dir", default=Path("reports"))) / KEPT_LABS
+    if config.getoption("--keep", default=False) and kept.exists():
+        terminalreporter.write_sep("-", "labs left up (--keep)")
+        terminalreporter.write_line(kept.read_text())
+        kept.unlink()

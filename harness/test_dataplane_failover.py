@@ -43,8 +43,7 @@ def lab(moto_ec2: MotoEc2) -> CloudLab:
     return build_cloud(moto_ec2.client)
 
 
-def test_killing_nat_a_and_moving_the_route_to_ready_nat_b(
-        lab: CloudLab, request: pytest.FixtureRequest) -> None:
+def test_killing_nat_a_and_moving_the_route_to_ready_nat_b(lab: CloudLab, request: pytest.FixtureRequest) -> None:
     lab.route_private_to(lab.nat_a, create=True)
     with EmulatedVpc(lab.ec2, lab.vpc_id) as vpc, nat_instance(vpc, lab, lab.nat_b):
         with contextlib.ExitStack() as nat_a:
@@ -56,7 +55,7 @@ def test_killing_nat_a_and_moving_the_route_to_ready_nat_b(
                 time.sleep(0.2)
                 killed = time.monotonic()
                 nat_a.close()  # the instance dies: namespace and link gone
-                lab.route_private_to(lab.nat_b)   # what B's boot script does at once
+                lab.route_private_to(lab.nat_b)  # what B's boot script does at once
                 replaced = time.monotonic()
                 lab.ec2.terminate_instances(InstanceIds=[lab.nat_a])
                 switched = vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_b]}", after=killed)
@@ -67,20 +66,35 @@ def test_killing_nat_a_and_moving_the_route_to_ready_nat_b(
     gaps = stream.result.gaps()
     log.info("timeline:\n%s", "\n".join(vpc.timeline()))
     log.info("UDP gaps: %s", [(g.lost, round(g.duration * 1e3, 1)) for g in gaps])
-    log.info("TCP hold: %s; events after kill: %s", hold.outcome,
-             [(e.kind, round((e.mono - killed) * 1e3, 1), e.detail) for e in hold.events
-              if e.mono >= killed and e.kind != "echo"])
+    log.info(
+        "TCP hold: %s; events after kill: %s",
+        hold.outcome,
+        [
+            (e.kind, round((e.mono - killed) * 1e3, 1), e.detail)
+            for e in hold.events
+            if e.mono >= killed and e.kind != "echo"
+        ],
+    )
     assert len(gaps) == 1, f"one outage expected, got {gaps}"
     gap = gaps[0]
     sync_ms = (switched.mono - replaced) * 1e3
-    request.node.user_properties += [("route_sync_ms", round(sync_ms, 1)),
-                                     ("udp_gap_ms", round(gap.duration * 1e3, 1)),
-                                     ("udp_lost", gap.lost), ("tcp_outcome", hold.outcome)]
-    log.info("kill -> route in kernel %.1f ms (ReplaceRoute returned -> kernel %.1f ms); UDP outage "
-             "%.1f ms, %d datagrams lost", (switched.mono - killed) * 1e3, sync_ms,
-             gap.duration * 1e3, gap.lost)
+    request.node.user_properties += [
+        ("route_sync_ms", round(sync_ms, 1)),
+        ("udp_gap_ms", round(gap.duration * 1e3, 1)),
+        ("udp_lost", gap.lost),
+        ("tcp_outcome", hold.outcome),
+    ]
+    log.info(
+        "kill -> route in kernel %.1f ms (ReplaceRoute returned -> kernel %.1f ms); UDP outage "
+        "%.1f ms, %d datagrams lost",
+        (switched.mono - killed) * 1e3,
+        sync_ms,
+        gap.duration * 1e3,
+        gap.lost,
+    )
     assert gap.start >= killed - 0.011, "nothing is lost before the kill"
     assert gap.duration < 0.5, f"switch to a ready NAT took {gap.duration * 1e3:.0f} ms"
     assert hold.outcome == "reset", (
         f"an established TCP flow through A should be reset by B (no conntrack state); "
-        f"got {hold.outcome}: {hold.events[-3:]}")
+        f"got {hold.outcome}: {hold.events[-3:]}"
+    )

@@ -16,15 +16,13 @@ from natlab.dataplane import EmulatedVpc
 from natlab.dataplane_lab import MotoEc2, build_cloud, ec2_client, nat_instance
 from natlab.route_sync import CloudView, SubnetPort, Target, desired_state, igw_nat
 
-needs_netns = pytest.mark.skipif(not netns.namespaces_available(),
-                                 reason=netns.unavailable_reason() or "")
+needs_netns = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
 
 
 def _leftovers(vpc: EmulatedVpc, pids: list[int]) -> list[str]:
     prefix = f"{netns.PREFIX}{netns.RUN_ID}-{vpc.tag}-"
     found = [f"namespace {n}" for n in netns.list_namespaces(prefix)]
-    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True,
-                           timeout=10).stdout.split()
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True, timeout=10).stdout.split()
     found += [f"host link {name}" for name in links if name.startswith("nl")]
     for pid in pids:
         try:
@@ -67,8 +65,9 @@ def test_close_leaves_no_namespace_veth_or_process(moto_ec2: MotoEc2) -> None:
 @needs_netns
 @pytest.mark.dataplane
 @pytest.mark.parametrize("failing_step", ["_build_subnets", "_add_workload"])
-def test_exception_mid_setup_leaves_nothing(moto_ec2: MotoEc2, monkeypatch: pytest.MonkeyPatch,
-                                            failing_step: str) -> None:
+def test_exception_mid_setup_leaves_nothing(
+    moto_ec2: MotoEc2, monkeypatch: pytest.MonkeyPatch, failing_step: str
+) -> None:
     moto_ec2.reset()
     lab = build_cloud(moto_ec2.client)
     seen: list[EmulatedVpc] = []
@@ -92,23 +91,35 @@ def test_exception_mid_setup_leaves_nothing(moto_ec2: MotoEc2, monkeypatch: pyte
 # --------------------------------------------------------------------------------------------------
 # Route translation (pure functions)
 
-PORTS = [SubnetPort("subnet-pub", "10.0.0.0/24", "nlbr0", 100),
-         SubnetPort("subnet-priv", "10.0.1.0/24", "nlbr1", 101)]
+PORTS = [SubnetPort("subnet-pub", "10.0.0.0/24", "nlbr0", 100), SubnetPort("subnet-priv", "10.0.1.0/24", "nlbr1", 101)]
 IGW = Target("via", via="192.0.2.2", dev="nligw0")
 
 
 def _view(*, check: bool = False, state: str = "running") -> CloudView:
-    eni = {"NetworkInterfaceId": "eni-a", "SubnetId": "subnet-pub", "PrivateIpAddress": "10.0.0.57",
-           "SourceDestCheck": check, "Attachment": {"InstanceId": "i-a", "DeviceIndex": 0},
-           "PrivateIpAddresses": [{"PrivateIpAddress": "10.0.0.57",
-                                   "Association": {"PublicIp": "54.214.1.2"}}]}
+    eni = {
+        "NetworkInterfaceId": "eni-a",
+        "SubnetId": "subnet-pub",
+        "PrivateIpAddress": "10.0.0.57",
+        "SourceDestCheck": check,
+        "Attachment": {"InstanceId": "i-a", "DeviceIndex": 0},
+        "PrivateIpAddresses": [{"PrivateIpAddress": "10.0.0.57", "Association": {"PublicIp": "54.214.1.2"}}],
+    }
     tables = [
-        {"RouteTableId": "rtb-main", "Associations": [{"Main": True}],
-         "Routes": [{"DestinationCidrBlock": "10.0.0.0/16", "GatewayId": "local"}]},
-        {"RouteTableId": "rtb-pub", "Associations": [{"SubnetId": "subnet-pub"}],
-         "Routes": [{"DestinationCidrBlock": "0.0.0.0/0", "GatewayId": "igw-1"}]},
-        {"RouteTableId": "rtb-priv", "Associations": [{"SubnetId": "subnet-priv"}],
-         "Routes": [{"DestinationCidrBlock": "0.0.0.0/0", "NetworkInterfaceId": "eni-a"}]},
+        {
+            "RouteTableId": "rtb-main",
+            "Associations": [{"Main": True}],
+            "Routes": [{"DestinationCidrBlock": "10.0.0.0/16", "GatewayId": "local"}],
+        },
+        {
+            "RouteTableId": "rtb-pub",
+            "Associations": [{"SubnetId": "subnet-pub"}],
+            "Routes": [{"DestinationCidrBlock": "0.0.0.0/0", "GatewayId": "igw-1"}],
+        },
+        {
+            "RouteTableId": "rtb-priv",
+            "Associations": [{"SubnetId": "subnet-priv"}],
+            "Routes": [{"DestinationCidrBlock": "0.0.0.0/0", "NetworkInterfaceId": "eni-a"}],
+        },
     ]
     return CloudView(tables, {"eni-a": eni}, {"i-a": state})
 
@@ -121,11 +132,14 @@ def test_route_to_a_ready_eni_goes_via_its_private_ip_on_its_subnet_bridge() -> 
     assert nat == {"10.0.0.57": "54.214.1.2"}
 
 
-@pytest.mark.parametrize(("view", "attached", "why"), [
-    (_view(check=True), {"10.0.0.57"}, "source/dest check is on"),
-    (_view(state="terminated"), {"10.0.0.57"}, "terminated"),
-    (_view(), set(), "not on the data plane"),
-])
+@pytest.mark.parametrize(
+    ("view", "attached", "why"),
+    [
+        (_view(check=True), {"10.0.0.57"}, "source/dest check is on"),
+        (_view(state="terminated"), {"10.0.0.57"}, "terminated"),
+        (_view(), set(), "not on the data plane"),
+    ],
+)
 def test_route_to_an_unusable_eni_black_holes(view: CloudView, attached: set[str], why: str) -> None:
     target = desired_state(view, PORTS, attached, IGW)[0][(101, "0.0.0.0/0")][1]
     assert target.kind == "blackhole" and why in target.note
@@ -141,8 +155,11 @@ def test_subnet_without_association_follows_the_main_route_table() -> None:
 def test_elastic_ip_from_describe_addresses_wins_over_a_stale_eni_association() -> None:
     view = _view()
     view.addresses = [{"PublicIp": "127.1.2.3", "PrivateIpAddress": "10.0.0.57"}]
-    stale = dict(view.enis["eni-a"], NetworkInterfaceId="eni-old", PrivateIpAddress="10.0.0.9",
-                 PrivateIpAddresses=[{"PrivateIpAddress": "10.0.0.9",
-                                      "Association": {"PublicIp": "127.1.2.3"}}])
+    stale = dict(
+        view.enis["eni-a"],
+        NetworkInterfaceId="eni-old",
+        PrivateIpAddress="10.0.0.9",
+        PrivateIpAddresses=[{"PrivateIpAddress": "10.0.0.9", "Association": {"PublicIp": "127.1.2.3"}}],
+    )
     view.enis["eni-old"] = stale
     assert igw_nat(view) == {"10.0.0.57": "127.1.2.3"}

@@ -52,8 +52,7 @@ def vpc(lab: CloudLab) -> Iterator[EmulatedVpc]:
             log.info("router kernel state:\n%s", emulated.kernel_state())
 
 
-def test_egress_goes_through_nat_a_and_the_internet_sees_its_elastic_ip(
-        lab: CloudLab, vpc: EmulatedVpc) -> None:
+def test_egress_goes_through_nat_a_and_the_internet_sees_its_elastic_ip(lab: CloudLab, vpc: EmulatedVpc) -> None:
     lab.route_private_to(lab.nat_a, create=True)
     with nat_instance(vpc, lab, lab.nat_a):
         vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_a]}")
@@ -61,8 +60,7 @@ def test_egress_goes_through_nat_a_and_the_internet_sees_its_elastic_ip(
         assert vpc.internet.wait_http_clients(1) == [lab.public_ip[lab.nat_a]]
 
 
-def test_route_replaced_to_nat_b_moves_traffic_within_tens_of_ms(
-        lab: CloudLab, vpc: EmulatedVpc) -> None:
+def test_route_replaced_to_nat_b_moves_traffic_within_tens_of_ms(lab: CloudLab, vpc: EmulatedVpc) -> None:
     lab.route_private_to(lab.nat_a, create=True)
     with nat_instance(vpc, lab, lab.nat_a), nat_instance(vpc, lab, lab.nat_b):
         vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_a]}")
@@ -80,23 +78,27 @@ def test_route_replaced_to_nat_b_moves_traffic_within_tens_of_ms(
             vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_b]}", after=time.monotonic())
             stream.stop()
         latencies.sort()
-        log.info("route change (ReplaceRoute call) -> kernel: min %.0f median %.0f max %.0f ms",
-                 latencies[0] * 1e3, latencies[len(latencies) // 2] * 1e3, latencies[-1] * 1e3)
+        log.info(
+            "route change (ReplaceRoute call) -> kernel: min %.0f median %.0f max %.0f ms",
+            latencies[0] * 1e3,
+            latencies[len(latencies) // 2] * 1e3,
+            latencies[-1] * 1e3,
+        )
         assert latencies[len(latencies) // 2] < 0.1, f"median route sync latency {latencies}"
         result = stream.result
         assert result.lost <= 2, f"switching between two ready NATs lost {result.gaps()}"
         assert vpc.whoami() == lab.public_ip[lab.nat_b], "the internet now sees B's public IP"
 
 
-def test_nat_whose_eni_keeps_source_dest_check_gets_no_forwarded_traffic(
-        lab: CloudLab, vpc: EmulatedVpc) -> None:
+def test_nat_whose_eni_keeps_source_dest_check_gets_no_forwarded_traffic(lab: CloudLab, vpc: EmulatedVpc) -> None:
     lab.route_private_to(lab.nat_a, create=True)
     with nat_instance(vpc, lab, lab.nat_a, disable_source_dest_check=False):
         vpc.wait_for_event(rf"0\.0\.0\.0/0 → blackhole: {lab.eni[lab.nat_a]} .*source/dest check is on")
         with pytest.raises(OSError):
             vpc.whoami(timeout=0.5)
-        lab.ec2.modify_network_interface_attribute(NetworkInterfaceId=lab.eni[lab.nat_a],
-                                                   SourceDestCheck={"Value": False})
+        lab.ec2.modify_network_interface_attribute(
+            NetworkInterfaceId=lab.eni[lab.nat_a], SourceDestCheck={"Value": False}
+        )
         vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_a]}")
         assert vpc.whoami() == lab.public_ip[lab.nat_a], "works once the check is off"
 
@@ -135,8 +137,7 @@ def test_private_subnet_without_a_default_route_has_no_egress(lab: CloudLab, vpc
         vpc.whoami(timeout=0.5)
 
 
-def test_moving_the_elastic_ip_to_nat_b_changes_what_the_internet_sees(
-        lab: CloudLab, vpc: EmulatedVpc) -> None:
+def test_moving_the_elastic_ip_to_nat_b_changes_what_the_internet_sees(lab: CloudLab, vpc: EmulatedVpc) -> None:
     lab.route_private_to(lab.nat_b, create=True)
     with nat_instance(vpc, lab, lab.nat_b):
         vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_b]}")
@@ -144,7 +145,6 @@ def test_moving_the_elastic_ip_to_nat_b_changes_what_the_internet_sees(
         eip = lab.public_ip[lab.nat_a]
         allocation = lab.ec2.describe_addresses(PublicIps=[eip])["Addresses"][0]["AllocationId"]
         before = time.monotonic()
-        lab.ec2.associate_address(AllocationId=allocation, InstanceId=lab.nat_b,
-                                  AllowReassociation=True)
+        lab.ec2.associate_address(AllocationId=allocation, InstanceId=lab.nat_b, AllowReassociation=True)
         vpc.wait_for_event(rf"igw nat \S+ ↔ {eip}", after=before)
         assert vpc.whoami() == eip

@@ -13,8 +13,6 @@ from natlab.lab import Lab
 ZONE = "us-east-1a"
 
 
-
-
 def test_first_nat_serves_the_zone_from_the_first_apply(one_zone_lab: Lab):
     nat = one_zone_lab.current_nat(ZONE)
     eni = one_zone_lab.primary_eni(nat)

@@ -9,14 +9,20 @@ from natlab import netns
 from natlab.imds import ImdsServer, InstanceIdentity
 from natlab.netns import Namespace
 
-pytestmark = pytest.mark.skipif(not netns.namespaces_available(),
-                                reason=netns.unavailable_reason() or "")
+pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
 
 IDENTITY = InstanceIdentity(
-    instance_id="i-0123456789abcdef0", region="eu-west-1", az="eu-west-1b",
-    mac="02:00:00:12:34:56", interface_id="eni-0aaa", private_ip="10.0.2.15",
-    subnet_id="subnet-0bbb", vpc_id="vpc-0ccc", vpc_cidrs=("10.0.0.0/16", "100.64.0.0/16"),
-    subnet_cidr="10.0.2.0/24")
+    instance_id="i-0123456789abcdef0",
+    region="eu-west-1",
+    az="eu-west-1b",
+    mac="02:00:00:12:34:56",
+    interface_id="eni-0aaa",
+    private_ip="10.0.2.15",
+    subnet_id="subnet-0bbb",
+    vpc_id="vpc-0ccc",
+    vpc_cidrs=("10.0.0.0/16", "100.64.0.0/16"),
+    subnet_cidr="10.0.2.0/24",
+)
 BASE = "http://169.254.169.254/latest"
 
 
@@ -28,15 +34,17 @@ def served() -> Iterator[tuple[Namespace, ImdsServer]]:
 
 def curl(ns: Namespace, *args: str) -> tuple[int, str]:
     """(HTTP status, body) of one curl run inside the namespace."""
-    out = ns.run(["curl", "--silent", "--show-error", "--max-time", "5",
-                  "--write-out", "\n%{http_code}", *args], check=True, timeout=10)
+    out = ns.run(
+        ["curl", "--silent", "--show-error", "--max-time", "5", "--write-out", "\n%{http_code}", *args],
+        check=True,
+        timeout=10,
+    )
     body, _, status = out.stdout.decode().rpartition("\n")
     return int(status), body
 
 
 def token(ns: Namespace, ttl: str = "60") -> str:
-    status, body = curl(ns, "-X", "PUT", "-H", f"X-aws-ec2-metadata-token-ttl-seconds: {ttl}",
-                        f"{BASE}/api/token")
+    status, body = curl(ns, "-X", "PUT", "-H", f"X-aws-ec2-metadata-token-ttl-seconds: {ttl}", f"{BASE}/api/token")
     assert status == 200, body
     return body
 
@@ -48,8 +56,7 @@ def test_get_without_a_token_is_401(served: tuple[Namespace, ImdsServer]) -> Non
 
 
 @pytest.mark.parametrize("ttl", ["0", "21601", "abc", ""])
-def test_token_with_a_ttl_outside_1_to_21600_is_400(served: tuple[Namespace, ImdsServer],
-                                                     ttl: str) -> None:
+def test_token_with_a_ttl_outside_1_to_21600_is_400(served: tuple[Namespace, ImdsServer], ttl: str) -> None:
     ns, _ = served
     header = f"X-aws-ec2-metadata-token-ttl-seconds: {ttl}" if ttl else "X-Other: 1"
     assert curl(ns, "-X", "PUT", "-H", header, f"{BASE}/api/token")[0] == 400
@@ -75,8 +82,17 @@ def test_metadata_values_match_the_identity(served: tuple[Namespace, ImdsServer]
     }
     # one curl process for all paths (a curl start costs ~10 ms in a namespace)
     urls = [f"{BASE}/{path}" for path in expected]
-    out = ns.run(["bash", "-c", 'for u in "$@"; do curl -sS -H "X-aws-ec2-metadata-token: $0" '
-                  '-w "\\n%{http_code}\\n---\\n" "$u"; done', t, *urls], check=True, timeout=10)
+    out = ns.run(
+        [
+            "bash",
+            "-c",
+            'for u in "$@"; do curl -sS -H "X-aws-ec2-metadata-token: $0" -w "\\n%{http_code}\\n---\\n" "$u"; done',
+            t,
+            *urls,
+        ],
+        check=True,
+        timeout=10,
+    )
     answers = out.stdout.decode().split("\n---\n")[:-1]
     got = {path: answer.rpartition("\n")[0] for path, answer in zip(expected, answers, strict=True)}
     assert got == expected
@@ -88,8 +104,7 @@ def test_unknown_paths_are_404(served: tuple[Namespace, ImdsServer]) -> None:
     t = token(ns)
     assert curl(ns, "-H", f"X-aws-ec2-metadata-token: {t}", f"{BASE}/meta-data/no-such-thing")[0] == 404
     assert curl(ns, "-H", f"X-aws-ec2-metadata-token: {t}", f"{BASE}/meta-data/mac/deeper")[0] == 404
-    assert curl(ns, "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 5",
-                f"{BASE}/api/other")[0] == 404
+    assert curl(ns, "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 5", f"{BASE}/api/other")[0] == 404
 
 
 def test_requests_are_recorded_with_status(served: tuple[Namespace, ImdsServer]) -> None:

@@ -21,8 +21,7 @@ from natlab.instances import InstanceFleet, InstanceSandbox, identity_from_backe
 from natlab.netns import Namespace
 from natlab.relay import TcpRelay
 
-pytestmark = pytest.mark.skipif(not netns.namespaces_available(),
-                                reason=netns.unavailable_reason() or "")
+pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
 
 REGION = "us-east-1"
 LOG_FN = r"""log() { printf '%s nat-boot: step=%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$1" "$2"; }"""
@@ -68,21 +67,26 @@ def ec2(moto_port: int) -> Any:
 
 
 def _client(service: str, port: int) -> Any:
-    return boto3.client(service, endpoint_url=f"http://127.0.0.1:{port}", region_name=REGION,
-                        aws_access_key_id="test", aws_secret_access_key="test")
+    return boto3.client(
+        service,
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name=REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
 
 
 def _subnet(ec2: Any) -> str:
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    return ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24",
-                             AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
+    return ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
 
 
 @pytest.fixture
 def identity(ec2: Any) -> InstanceIdentity:
     subnet = _subnet(ec2)
-    iid = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
-                            SubnetId=subnet)["Instances"][0]["InstanceId"]
+    iid = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=subnet)["Instances"][0][
+        "InstanceId"
+    ]
     instance = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     return identity_from_backend(ec2, instance, REGION)
 
@@ -106,13 +110,13 @@ def _leftovers(marker: str) -> tuple[list[str], list[int]]:
 
 
 def test_user_data_tags_its_own_instance_through_imds_and_the_relay(
-        ec2: Any, moto_port: int, identity: InstanceIdentity) -> None:
+    ec2: Any, moto_port: int, identity: InstanceIdentity
+) -> None:
     box = InstanceSandbox(identity, SELF_TAGGING_USER_DATA, moto_port)
     with box:
         assert box.wait(timeout=30) == 0, box.describe()
         tags = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [identity.instance_id]}])
-        assert {"Key": "booted-by", "Value": "natlab"} in [
-            {"Key": t["Key"], "Value": t["Value"]} for t in tags["Tags"]]
+        assert {"Key": "booted-by", "Value": "natlab"} in [{"Key": t["Key"], "Value": t["Value"]} for t in tags["Tags"]]
         # the log file the script wrote, in the /var/log overlay
         assert "step=tag done" in box.boot_log()
         assert box.boot_log_path.is_relative_to(box.dir)
@@ -131,11 +135,11 @@ def test_user_data_tags_its_own_instance_through_imds_and_the_relay(
     assert names == [] and pids == []
 
 
-def test_environment_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch, moto_port: int,
-                                          identity: InstanceIdentity) -> None:
+def test_environment_is_built_from_scratch(
+    monkeypatch: pytest.MonkeyPatch, moto_port: int, identity: InstanceIdentity
+) -> None:
     monkeypatch.setenv("NATLAB_HOST_ONLY", "leak")
-    user_data = (b'#!/usr/bin/env bash\nenv >"$HOME/env.txt"\n[[ ! -e "$HOME/.aws" ]]\n'
-                 b'hostname >"$HOME/hostname"\n')
+    user_data = b'#!/usr/bin/env bash\nenv >"$HOME/env.txt"\n[[ ! -e "$HOME/.aws" ]]\nhostname >"$HOME/hostname"\n'
     with InstanceSandbox(identity, user_data, moto_port, keep=False) as box:
         assert box.wait(timeout=10) == 0, box.describe()
         env = dict(line.split("=", 1) for line in (box.dir / "env.txt").read_text().splitlines())
@@ -148,7 +152,8 @@ def test_environment_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch, moto
 
 
 def test_broken_user_data_exits_non_zero_and_its_step_shows_the_error(
-        moto_port: int, identity: InstanceIdentity) -> None:
+    moto_port: int, identity: InstanceIdentity
+) -> None:
     script = f"#!/usr/bin/env bash\n{LOG_FN}\nlog routes start\nBREAK_HERE\nlog routes done\n".encode()
 
     def break_it(data: bytes) -> bytes:
@@ -164,7 +169,8 @@ def test_broken_user_data_exits_non_zero_and_its_step_shows_the_error(
 
 
 def test_kill_ends_a_hanging_boot_and_the_namespace_dies_with_the_instance(
-        moto_port: int, identity: InstanceIdentity) -> None:
+    moto_port: int, identity: InstanceIdentity
+) -> None:
     with InstanceSandbox(identity, b"#!/usr/bin/env bash\nsleep 300 &\nsleep 301\n", moto_port) as box:
         assert box.running
         box.terminate()
@@ -205,8 +211,9 @@ def test_relay_carries_a_megabyte_from_host_loopback_into_the_namespace() -> Non
     thread.start()
     try:
         with Namespace("t-relay") as ns, TcpRelay(ns, server.server_address[1]) as relay:
-            out = ns.run(["curl", "--fail", "--silent", "--max-time", "10",
-                          "http://127.0.0.1:4566/blob"], check=True, timeout=15)
+            out = ns.run(
+                ["curl", "--fail", "--silent", "--max-time", "10", "http://127.0.0.1:4566/blob"], check=True, timeout=15
+            )
             assert hashlib.sha256(out.stdout).digest() == hashlib.sha256(_Blob.body).digest()
             assert relay.connections == 1
     finally:
@@ -224,18 +231,29 @@ def test_relay_refuses_a_non_loopback_target() -> None:
 
 def test_fleet_boots_asg_instances_and_kills_the_terminated_one(ec2: Any, moto_port: int) -> None:
     subnet = _subnet(ec2)
-    user_data = (b"#!/usr/bin/env bash\n"
-                 b"curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 9' "
-                 b"http://169.254.169.254/latest/api/token >/dev/null\n"
-                 b"sleep 300\n")
-    ec2.create_launch_template(LaunchTemplateName="nat-a", LaunchTemplateData={
-        "ImageId": "ami-12345678", "InstanceType": "t4g.nano",
-        "UserData": base64.b64encode(user_data).decode()})
+    user_data = (
+        b"#!/usr/bin/env bash\n"
+        b"curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 9' "
+        b"http://169.254.169.254/latest/api/token >/dev/null\n"
+        b"sleep 300\n"
+    )
+    ec2.create_launch_template(
+        LaunchTemplateName="nat-a",
+        LaunchTemplateData={
+            "ImageId": "ami-12345678",
+            "InstanceType": "t4g.nano",
+            "UserData": base64.b64encode(user_data).decode(),
+        },
+    )
     autoscaling = _client("autoscaling", moto_port)
     autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName="nat-a", MinSize=1, MaxSize=1, DesiredCapacity=1,
+        AutoScalingGroupName="nat-a",
+        MinSize=1,
+        MaxSize=1,
+        DesiredCapacity=1,
         LaunchTemplate={"LaunchTemplateName": "nat-a", "Version": "$Latest"},
-        VPCZoneIdentifier=subnet)
+        VPCZoneIdentifier=subnet,
+    )
     first = autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"][0]["Instances"][0]
     # a plain instance outside any ASG is left alone
     ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=subnet)
@@ -247,8 +265,8 @@ def test_fleet_boots_asg_instances_and_kills_the_terminated_one(ec2: Any, moto_p
         assert len(fleet.sandboxes) == 1
         ec2.terminate_instances(InstanceIds=[first["InstanceId"]])  # moto replaces it at once
         new = fleet.wait_for(
-            lambda f: next((b for b in f.live() if b.identity.instance_id != first["InstanceId"]),
-                           None), timeout=5)
+            lambda f: next((b for b in f.live() if b.identity.instance_id != first["InstanceId"]), None), timeout=5
+        )
         fleet.wait_for(lambda f: old if old.terminated else None, timeout=5)
         assert old.ns is not None and not old.ns.exists()
         assert new.running

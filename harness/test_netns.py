@@ -14,8 +14,7 @@ import pytest
 from natlab import netns
 from natlab.netns import Namespace
 
-pytestmark = pytest.mark.skipif(not netns.namespaces_available(),
-                                reason=netns.unavailable_reason() or "")
+pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
 
 LOG_MARTIANS = Path("/proc/sys/net/ipv4/conf/all/log_martians")
 
@@ -28,8 +27,10 @@ def test_namespace_starts_with_lo_up_and_forwarding_off_and_is_gone_after_close(
     with Namespace("t-basic") as ns:
         assert ns.name.startswith(f"natlab-{netns.RUN_ID}-")
         assert ns.name in netns.list_namespaces()
-        assert "UP" in ns.ip("-br", "link", "show", "lo").stdout.decode() \
+        assert (
+            "UP" in ns.ip("-br", "link", "show", "lo").stdout.decode()
             or "UNKNOWN" in ns.ip("-br", "link", "show", "lo").stdout.decode()
+        )
         assert netns.get_sysctl(ns, "net.ipv4.ip_forward") == "0"
     assert ns.name not in netns.list_namespaces()
 
@@ -84,8 +85,10 @@ def test_veth_pair_joins_two_namespaces_with_the_given_macs() -> None:
         assert "02:00:00:00:bb:01" in _links(b)
         a.run(["ping", "-c", "1", "-W", "2", "10.9.0.1"], check=True)
     # deleting the namespaces took both veth ends with them
-    assert "peer0" not in subprocess.run(["ip", "-br", "link"], capture_output=True, text=True,
-                                         check=True, timeout=10).stdout
+    assert (
+        "peer0"
+        not in subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True, timeout=10).stdout
+    )
 
 
 def test_bridge_keeps_its_fixed_mac_when_a_lower_mac_port_joins() -> None:
@@ -141,15 +144,21 @@ def test_namespaces_are_available_to_root_here() -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_an_interrupted_run_still_removes_its_namespaces_and_processes(sig: int) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\n"
-         "from natlab import netns\n"
-         "netns.install_signal_handlers()\n"
-         "ns = netns.Namespace('t-interrupted').open()\n"
-         "ns.popen(['sleep', '300'])\n"
-         "print(ns.name, flush=True)\n"
-         "time.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from natlab import netns\n"
+            "netns.install_signal_handlers()\n"
+            "ns = netns.Namespace('t-interrupted').open()\n"
+            "ns.popen(['sleep', '300'])\n"
+            "print(ns.name, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent,
+    )
     try:
         assert child.stdout is not None
         name = child.stdout.readline().strip()

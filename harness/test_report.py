@@ -191,9 +191,7 @@ def test_table_lists_every_event_and_the_key_durations(failover: Timeline, scena
     table = render_table(failover, scenario)
     rows = table.splitlines()
     for event in failover.events():
-        assert any(event.name in row and event.source in row and f"{event.t:.3f}" in row for row in rows), (
-            event
-        )
+        assert any(event.name in row and event.source in row and f"{event.t:.3f}" in row for row in rows), event
     for label in (
         "fault → replacement launched",
         "launch → boot start",
@@ -232,9 +230,7 @@ def test_html_embeds_the_svg_tables_and_labelled_projection(failover: Timeline, 
         assert f"<th>{fault}</th>" in page
 
 
-def test_write_report_writes_page_svg_text_and_json(
-    failover: Timeline, scenario: Scenario, tmp_path: Path
-) -> None:
+def test_write_report_writes_page_svg_text_and_json(failover: Timeline, scenario: Scenario, tmp_path: Path) -> None:
     page = write_report(
         tmp_path / "reports", scenario, failover, project_all(ScriptMeasurement.from_timeline(failover))
     )

@@ -37,7 +37,10 @@ def test_bad_option_stops_pytest_before_any_test():
     harness = Path(__file__).resolve().parent
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(harness), "--sla", "-5", "--collect-only", "-q", "-p", "no:cacheprovider"],
-        capture_output=True, text=True, timeout=120, cwd=harness.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=harness.parent,
     )
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
     assert "--sla must be more than 0" in result.stderr

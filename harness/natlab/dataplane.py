@@ -87,8 +87,7 @@ def _ns_name(ns: Namespace | str) -> str:
 
 def _run_ip(ns_name: str, *args: str) -> None:
     # netns.Namespace.ip needs a Namespace object; attach() also accepts a bare namespace name.
-    proc = subprocess.run(["ip", "-n", ns_name, *args], capture_output=True, text=True,
-                          timeout=10, check=False)
+    proc = subprocess.run(["ip", "-n", ns_name, *args], capture_output=True, text=True, timeout=10, check=False)
     if proc.returncode != 0:
         raise NamespaceError(f"ip -n {ns_name} {' '.join(args)} failed: {proc.stderr.strip()}")
 
@@ -101,9 +100,16 @@ class EmulatedVpc:
     route table has no route to an internet gateway (the private ones).
     """
 
-    def __init__(self, ec2: Any, vpc_id: str, *, workload_subnets: Iterable[str] | None = None,
-                 workload_host: int = 10, poll_interval: float = 0.02,
-                 on_event: Callable[[RouterEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        ec2: Any,
+        vpc_id: str,
+        *,
+        workload_subnets: Iterable[str] | None = None,
+        workload_host: int = 10,
+        poll_interval: float = 0.02,
+        on_event: Callable[[RouterEvent], None] | None = None,
+    ) -> None:
         self.ec2 = ec2
         self.vpc_id = vpc_id
         self.tag = f"vpc{next(_vpc_counter)}"
@@ -126,8 +132,9 @@ class EmulatedVpc:
     def __enter__(self) -> EmulatedVpc:
         return self.open()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def open(self) -> EmulatedVpc:
@@ -140,11 +147,12 @@ class EmulatedVpc:
             vpc = self.ec2.describe_vpcs(VpcIds=[self.vpc_id])["Vpcs"][0]
             self.vpc_cidr = vpc["CidrBlock"]
             subnets = sorted(
-                self.ec2.describe_subnets(
-                    Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}])["Subnets"],
-                key=lambda s: ipaddress.ip_network(s["CidrBlock"]))
-            tables = self.ec2.describe_route_tables(
-                Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}])["RouteTables"]
+                self.ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}])["Subnets"],
+                key=lambda s: ipaddress.ip_network(s["CidrBlock"]),
+            )
+            tables = self.ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}])[
+                "RouteTables"
+            ]
             self.router.open()
             set_sysctl(self.router, "net.ipv4.ip_forward", 1)
             self.internet.open()
@@ -153,18 +161,29 @@ class EmulatedVpc:
             for subnet in subnets:
                 if self._wants_workload(subnet, tables):
                     self._add_workload(subnet["SubnetId"])
-            self.sync = RouteSync(self.ec2, self.vpc_id, self.router, self.ports.values(),
-                                  Target("via", via=INTERNET_LINK_IP, dev=ROUTER_IFNAME),
-                                  self.attached_ips, interval=self.poll_interval,
-                                  on_event=self.on_event)
+            self.sync = RouteSync(
+                self.ec2,
+                self.vpc_id,
+                self.router,
+                self.ports.values(),
+                Target("via", via=INTERNET_LINK_IP, dev=ROUTER_IFNAME),
+                self.attached_ips,
+                interval=self.poll_interval,
+                on_event=self.on_event,
+            )
             self.sync.sync_once(full=True)
             self.sync.start()
         except BaseException:
             self.close()
             raise
-        log.info("emulated %s (%s): %d subnets, %d workloads, ready in %.0f ms", self.vpc_id,
-                 self.vpc_cidr, len(self.ports), len(self.workloads),
-                 (time.monotonic() - started) * 1000)
+        log.info(
+            "emulated %s (%s): %d subnets, %d workloads, ready in %.0f ms",
+            self.vpc_id,
+            self.vpc_cidr,
+            len(self.ports),
+            len(self.workloads),
+            (time.monotonic() - started) * 1000,
+        )
         return self
 
     def close(self) -> None:
@@ -182,8 +201,9 @@ class EmulatedVpc:
     def _router_batch(self, argv: list[str], script: str) -> None:
         proc = self.router.run(argv, input=script.encode(), timeout=10, check=False)
         if proc.returncode != 0:
-            raise NamespaceError(f"{' '.join(argv)} in {self.router.name} failed: "
-                                 f"{proc.stderr.decode().strip()}\n{script}")
+            raise NamespaceError(
+                f"{' '.join(argv)} in {self.router.name} failed: {proc.stderr.decode().strip()}\n{script}"
+            )
 
     def _wants_workload(self, subnet: dict[str, Any], tables: list[dict[str, Any]]) -> bool:
         if self.workload_subnets is not None:
@@ -226,9 +246,16 @@ class EmulatedVpc:
 
     # -- instances ---------------------------------------------------------------------------------
 
-    def attach(self, ns: Namespace | str, ifname: str = "ens5", mac: str | None = None,
-               ip_cidr: str = "", gateway: str | None = None, *,
-               instance_id: str | None = None) -> Attachment:
+    def attach(
+        self,
+        ns: Namespace | str,
+        ifname: str = "ens5",
+        mac: str | None = None,
+        ip_cidr: str = "",
+        gateway: str | None = None,
+        *,
+        instance_id: str | None = None,
+    ) -> Attachment:
         """Plug namespace ``ns`` into the bridge of the subnet that contains ``ip_cidr``.
 
         Creates veth ``ifname`` (with ``mac``) in ``ns`` with address ``ip_cidr`` and a default route
@@ -237,11 +264,11 @@ class EmulatedVpc:
         """
         name = _ns_name(ns)
         iface = ipaddress.ip_interface(ip_cidr)
-        port = next((p for p in self.ports.values()
-                     if iface.ip in ipaddress.ip_network(p.cidr)), None)
+        port = next((p for p in self.ports.values() if iface.ip in ipaddress.ip_network(p.cidr)), None)
         if port is None:
-            raise ValueError(f"{ip_cidr} is in none of the subnets of {self.vpc_id}: "
-                             f"{[p.cidr for p in self.ports.values()]}")
+            raise ValueError(
+                f"{ip_cidr} is in none of the subnets of {self.vpc_id}: {[p.cidr for p in self.ports.values()]}"
+            )
         gateway = gateway or str(ipaddress.ip_network(port.cidr).network_address + 1)
         if instance_id is None:
             instance_id = self._instance_by_ip(str(iface.ip))
@@ -257,25 +284,24 @@ class EmulatedVpc:
         except BaseException:
             self.router.ip("link", "del", router_if, check=False)
             raise
-        attachment = Attachment(instance_id, name, ifname, mac, str(iface.ip), port.subnet_id,
-                                router_if)
+        attachment = Attachment(instance_id, name, ifname, mac, str(iface.ip), port.subnet_id, router_if)
         with self._lock:
             self.attachments[name] = attachment
-        log.info("attached %s (%s, %s) to %s as %s", instance_id, name, iface, port.subnet_id,
-                 router_if)
+        log.info("attached %s (%s, %s) to %s as %s", instance_id, name, iface, port.subnet_id, router_if)
         if self.sync is not None:
             self.sync.kick()
         return attachment
 
-    def attach_instance(self, instance_id: str, ns: Namespace | str, *,
-                        ifname: str = "ens5") -> Attachment:
+    def attach_instance(self, instance_id: str, ns: Namespace | str, *, ifname: str = "ens5") -> Attachment:
         """``attach`` with MAC, private IP and subnet read from the instance's primary ENI."""
-        eni = self.ec2.describe_network_interfaces(Filters=[
-            {"Name": "attachment.instance-id", "Values": [instance_id]}])["NetworkInterfaces"]
+        eni = self.ec2.describe_network_interfaces(
+            Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}]
+        )["NetworkInterfaces"]
         primary = next(e for e in eni if (e.get("Attachment") or {}).get("DeviceIndex") == 0)
         prefix = ipaddress.ip_network(self.ports[primary["SubnetId"]].cidr).prefixlen
-        return self.attach(ns, ifname, primary["MacAddress"],
-                           f"{primary['PrivateIpAddress']}/{prefix}", instance_id=instance_id)
+        return self.attach(
+            ns, ifname, primary["MacAddress"], f"{primary['PrivateIpAddress']}/{prefix}", instance_id=instance_id
+        )
 
     def detach(self, ns: Namespace | str) -> None:
         """Unplug namespace ``ns`` (its veth goes); routes to its ENI black-hole. Idempotent."""
@@ -301,9 +327,12 @@ class EmulatedVpc:
             return {a.ip for a in self.attachments.values() if a.alive}
 
     def _instance_by_ip(self, ip: str) -> str | None:
-        enis = self.ec2.describe_network_interfaces(Filters=[
-            {"Name": "vpc-id", "Values": [self.vpc_id]},
-            {"Name": "addresses.private-ip-address", "Values": [ip]}])["NetworkInterfaces"]
+        enis = self.ec2.describe_network_interfaces(
+            Filters=[
+                {"Name": "vpc-id", "Values": [self.vpc_id]},
+                {"Name": "addresses.private-ip-address", "Values": [ip]},
+            ]
+        )["NetworkInterfaces"]
         return next(((e.get("Attachment") or {}).get("InstanceId") for e in enis), None)
 
     # -- probes and observation --------------------------------------------------------------------
@@ -346,15 +375,15 @@ class EmulatedVpc:
                 if event.mono > after and regex.search(event.text):
                     return event
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no router event matching {pattern!r} within {timeout}s; "
-                                   f"events: {self.timeline()[-10:]}")
+                raise TimeoutError(
+                    f"no router event matching {pattern!r} within {timeout}s; events: {self.timeline()[-10:]}"
+                )
             time.sleep(0.001)
 
     def kernel_state(self) -> str:
         """The router's rules, routes and nftables, for failure reports."""
         parts = []
-        for argv in (["ip", "rule"], ["ip", "route", "show", "table", "all"],
-                     ["nft", "list", "ruleset"]):
+        for argv in (["ip", "rule"], ["ip", "route", "show", "table", "all"], ["nft", "list", "ruleset"]):
             with contextlib.suppress(Exception):
                 out = self.router.run(argv, timeout=10, check=False)
                 parts.append(f"$ {' '.join(argv)}\n{out.stdout.decode()}{out.stderr.decode()}")

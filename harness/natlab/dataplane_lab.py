@@ -40,8 +40,13 @@ class MotoEc2:
 
 
 def ec2_client(endpoint: str) -> Any:
-    return boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "ec2",
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @dataclass
@@ -61,8 +66,9 @@ class CloudLab:
 
     def route_private_to(self, instance_id: str, *, create: bool = False) -> None:
         call = self.ec2.create_route if create else self.ec2.replace_route
-        call(RouteTableId=self.private_rtb, DestinationCidrBlock=DEFAULT_ROUTE,
-             NetworkInterfaceId=self.eni[instance_id])
+        call(
+            RouteTableId=self.private_rtb, DestinationCidrBlock=DEFAULT_ROUTE, NetworkInterfaceId=self.eni[instance_id]
+        )
 
 
 def build_cloud(ec2: Any) -> CloudLab:
@@ -77,22 +83,30 @@ def build_cloud(ec2: Any) -> CloudLab:
     ec2.associate_route_table(RouteTableId=public_rtb, SubnetId=public)
     private_rtb = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
     ec2.associate_route_table(RouteTableId=private_rtb, SubnetId=private)
-    instances = ec2.run_instances(ImageId="ami-12345678", MinCount=2, MaxCount=2, SubnetId=public,
-                                  InstanceType="t3.micro")["Instances"]
+    instances = ec2.run_instances(
+        ImageId="ami-12345678", MinCount=2, MaxCount=2, SubnetId=public, InstanceType="t3.micro"
+    )["Instances"]
     nat_a, nat_b = (i["InstanceId"] for i in instances)
     eip = ec2.allocate_address(Domain="vpc")
     ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=nat_a)
-    enis = ec2.describe_network_interfaces(
-        Filters=[{"Name": "vpc-id", "Values": [vpc]}])["NetworkInterfaces"]
+    enis = ec2.describe_network_interfaces(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["NetworkInterfaces"]
     eni = {e["Attachment"]["InstanceId"]: e["NetworkInterfaceId"] for e in enis}
     auto_ip = {e["Attachment"]["InstanceId"]: e["Association"]["PublicIp"] for e in enis}
-    return CloudLab(ec2, vpc, public, private, private_rtb, nat_a, nat_b, eni,
-                    {nat_a: eip["PublicIp"], nat_b: auto_ip[nat_b]})
+    return CloudLab(
+        ec2, vpc, public, private, private_rtb, nat_a, nat_b, eni, {nat_a: eip["PublicIp"], nat_b: auto_ip[nat_b]}
+    )
 
 
 @contextlib.contextmanager
-def nat_instance(vpc: EmulatedVpc, lab: CloudLab, instance_id: str, *, forwarding: bool = True,
-                 masquerade: bool = True, disable_source_dest_check: bool = True) -> Iterator[Namespace]:
+def nat_instance(
+    vpc: EmulatedVpc,
+    lab: CloudLab,
+    instance_id: str,
+    *,
+    forwarding: bool = True,
+    masquerade: bool = True,
+    disable_source_dest_check: bool = True,
+) -> Iterator[Namespace]:
     """A namespace standing in for a booted NAT instance, plugged into the public subnet."""
     with Namespace(f"nat-{instance_id[-6:]}") as ns:
         vpc.attach_instance(instance_id, ns)
@@ -100,13 +114,18 @@ def nat_instance(vpc: EmulatedVpc, lab: CloudLab, instance_id: str, *, forwardin
             if forwarding:
                 set_sysctl(ns, "net.ipv4.ip_forward", 1)
             if masquerade:
-                ns.run(["nft", "-f", "-"], input=(
-                    "table ip nat {\n chain postrouting {\n"
-                    "  type nat hook postrouting priority srcnat; policy accept;\n"
-                    f'  oifname "ens5" ip saddr {VPC_CIDR} masquerade\n }}\n}}\n').encode())
+                ns.run(
+                    ["nft", "-f", "-"],
+                    input=(
+                        "table ip nat {\n chain postrouting {\n"
+                        "  type nat hook postrouting priority srcnat; policy accept;\n"
+                        f'  oifname "ens5" ip saddr {VPC_CIDR} masquerade\n }}\n}}\n'
+                    ).encode(),
+                )
             if disable_source_dest_check:
                 lab.ec2.modify_network_interface_attribute(
-                    NetworkInterfaceId=lab.eni[instance_id], SourceDestCheck={"Value": False})
+                    NetworkInterfaceId=lab.eni[instance_id], SourceDestCheck={"Value": False}
+                )
             yield ns
         finally:
             vpc.detach(ns)

@@ -57,11 +57,15 @@ class FailoverResult:
 
     def summary(self) -> str:
         took = "never" if self.seconds is None else f"{self.seconds:.2f} s"
-        lines = [f"{self.zone}: {self.fault} {self.old_instance} -> {self.new_instance}, route moved: {took} "
-                 f"(SLA {self.sla:.0f} s)"]
+        lines = [
+            f"{self.zone}: {self.fault} {self.old_instance} -> {self.new_instance}, route moved: {took} "
+            f"(SLA {self.sla:.0f} s)"
+        ]
         if self.outage_seconds is not None:
-            lines.append(f"  data-plane outage {self.outage_seconds:.3f} s, {self.datagrams_lost} datagrams lost, "
-                         f"established TCP: {self.tcp_outcome}, egress after: {self.egress_address_after}")
+            lines.append(
+                f"  data-plane outage {self.outage_seconds:.3f} s, {self.datagrams_lost} datagrams lost, "
+                f"established TCP: {self.tcp_outcome}, egress after: {self.egress_address_after}"
+            )
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -138,8 +142,9 @@ def _wait_for_switch(lab: Lab, result: FailoverResult) -> None:
             if set(targets.values()) == {eni}:
                 result.new_instance, result.new_eni = instance, eni
                 result.route_switched_at = time.monotonic()
-                lab.timeline.mark(ROUTE_SWITCHED, SOURCE_ROUTER, f"{sorted(targets)} -> {eni}",
-                                  at=result.route_switched_at)
+                lab.timeline.mark(
+                    ROUTE_SWITCHED, SOURCE_ROUTER, f"{sorted(targets)} -> {eni}", at=result.route_switched_at
+                )
                 return
             box = lab.sandbox(instance)
             if box is not None and box.exit_code is not None and boot_exited_at is None:
@@ -153,12 +158,14 @@ def _wait_for_switch(lab: Lab, result: FailoverResult) -> None:
     result.problems.append(
         f"routes of {result.zone} still target {sorted(set(targets.values()), key=str)}, not the replacement's "
         f"ENI {result.new_eni or '(no replacement booted)'}, "
-        f"{'after its boot script exited' if boot_exited_at else f'within the {result.sla:.0f} s SLA'}")
+        f"{'after its boot script exited' if boot_exited_at else f'within the {result.sla:.0f} s SLA'}"
+    )
 
 
 def _launched(lab: Lab, zone: str) -> list[str]:
-    group = lab.autoscaling.describe_auto_scaling_groups(
-        AutoScalingGroupNames=[lab.zones[zone].asg_name])["AutoScalingGroups"][0]
+    group = lab.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[lab.zones[zone].asg_name])[
+        "AutoScalingGroups"
+    ][0]
     return [i["InstanceId"] for i in group["Instances"]]
 
 
@@ -179,14 +186,18 @@ def _check_replacement(lab: Lab, result: FailoverResult) -> None:
     if zone.eip_allocation_id:
         address = lab.ec2.describe_addresses(AllocationIds=[zone.eip_allocation_id])["Addresses"][0]
         if address.get("NetworkInterfaceId") != result.new_eni:
-            result.problems.append(f"Elastic IP {zone.eip_allocation_id} is on {address.get('NetworkInterfaceId')}, "
-                                   f"not on the replacement's {result.new_eni}")
+            result.problems.append(
+                f"Elastic IP {zone.eip_allocation_id} is on {address.get('NetworkInterfaceId')}, "
+                f"not on the replacement's {result.new_eni}"
+            )
     if zone.alarm_name:
         alarm = lab.backend.client("cloudwatch").describe_alarms(AlarmNames=[zone.alarm_name])["MetricAlarms"][0]
         dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
         if dimensions.get("InstanceId") != result.new_instance:
-            result.problems.append(f"alarm {zone.alarm_name} watches {dimensions.get('InstanceId')}, "
-                                   f"not the replacement {result.new_instance}")
+            result.problems.append(
+                f"alarm {zone.alarm_name} watches {dimensions.get('InstanceId')}, "
+                f"not the replacement {result.new_instance}"
+            )
 
 
 def _poll_in_service(lab: Lab, zone: str, instance: str) -> list[str]:
@@ -217,8 +228,10 @@ def _check_egress(lab: Lab, result: FailoverResult) -> None:
         except OSError as error:
             seen = error
         time.sleep(0.05)
-    result.problems.append(f"egress from {subnet} does not work through the replacement: the internet saw "
-                           f"{seen!r}, expected its public address {expected}")
+    result.problems.append(
+        f"egress from {subnet} does not work through the replacement: the internet saw "
+        f"{seen!r}, expected its public address {expected}"
+    )
 
 
 def _public_ip(lab: Lab, eni_id: str) -> str | None:

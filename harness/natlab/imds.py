@@ -89,16 +89,19 @@ class InstanceIdentity:
 
     def identity_document(self) -> str:
         """``/latest/dynamic/instance-identity/document`` (the fields scripts actually read)."""
-        return json.dumps({
-            "accountId": "123456789012",
-            "architecture": "arm64",
-            "availabilityZone": self.az,
-            "imageId": self.ami_id,
-            "instanceId": self.instance_id,
-            "instanceType": self.instance_type,
-            "privateIp": self.private_ip,
-            "region": self.region,
-        }, indent=2)
+        return json.dumps(
+            {
+                "accountId": "123456789012",
+                "architecture": "arm64",
+                "availabilityZone": self.az,
+                "imageId": self.ami_id,
+                "instanceId": self.instance_id,
+                "instanceType": self.instance_type,
+                "privateIp": self.private_ip,
+                "region": self.region,
+            },
+            indent=2,
+        )
 
 
 @dataclass(frozen=True)
@@ -172,8 +175,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _ImdsHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, identity: InstanceIdentity, sock: Any, requests: list[ImdsRequest],
-                 lock: threading.Lock) -> None:
+    def __init__(
+        self, identity: InstanceIdentity, sock: Any, requests: list[ImdsRequest], lock: threading.Lock
+    ) -> None:
         super().__init__(sock.getsockname(), _Handler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock
@@ -224,8 +228,15 @@ class ImdsServer:
     timeline. ``user_data`` (bytes) is served at ``/latest/user-data`` when given.
     """
 
-    def __init__(self, ns: Namespace, identity: InstanceIdentity, *, host: str = IMDS_ADDRESS,
-                 port: int = 80, user_data: bytes | None = None) -> None:
+    def __init__(
+        self,
+        ns: Namespace,
+        identity: InstanceIdentity,
+        *,
+        host: str = IMDS_ADDRESS,
+        port: int = 80,
+        user_data: bytes | None = None,
+    ) -> None:
         self.ns = ns
         self.identity = identity
         self.host = host
@@ -257,8 +268,11 @@ class ImdsServer:
             if self.user_data is not None:
                 self._server.tree["user-data"] = self.user_data.decode(errors="replace")
             self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                name=f"imds-{self.identity.instance_id}", daemon=True)
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.02},
+                name=f"imds-{self.identity.instance_id}",
+                daemon=True,
+            )
             self._thread.start()
         except BaseException:
             self.close()
@@ -280,6 +294,7 @@ class ImdsServer:
     def __enter__(self) -> ImdsServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -66,7 +66,8 @@ TERMINAL_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped
 
 _LOG_LINE = re.compile(
     r"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) nat-boot: step=(?P<step>\S+)"
-    r"(?: (?P<message>.*))?$")
+    r"(?: (?P<message>.*))?$"
+)
 
 
 class AttachFn(Protocol):
@@ -189,12 +190,20 @@ class InstanceSandbox:
     files (the instance died); ``close()`` also removes the instance dir unless ``keep``.
     """
 
-    def __init__(self, identity: InstanceIdentity, user_data: bytes, backend_port: int, *,
-                 workdir: Path | None = None, env: Mapping[str, str] | None = None,
-                 attach: AttachFn | None = None, boot_delay: float = 0.0,
-                 user_data_transform: Callable[[bytes], bytes] | None = None,
-                 on_exit: Callable[[InstanceSandbox, int], None] | None = None,
-                 keep: bool = False) -> None:
+    def __init__(
+        self,
+        identity: InstanceIdentity,
+        user_data: bytes,
+        backend_port: int,
+        *,
+        workdir: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        attach: AttachFn | None = None,
+        boot_delay: float = 0.0,
+        user_data_transform: Callable[[bytes], bytes] | None = None,
+        on_exit: Callable[[InstanceSandbox, int], None] | None = None,
+        keep: bool = False,
+    ) -> None:
         self.identity = identity
         self.user_data = user_data_transform(user_data) if user_data_transform else user_data
         self.backend_port = backend_port
@@ -244,7 +253,7 @@ class InstanceSandbox:
         path = self.env_overrides.get("NAT_LOG_FILE", DEFAULT_LOG_FILE)
         for mountpoint in OVERLAID:
             if path.startswith(mountpoint + "/"):
-                return self.upper(mountpoint) / path[len(mountpoint) + 1:]
+                return self.upper(mountpoint) / path[len(mountpoint) + 1 :]
         return Path(path)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -288,7 +297,8 @@ class InstanceSandbox:
             "mount --make-rprivate /\n"
             f"{''.join(mounts)}"
             f"cd {shlex.quote(str(self.dir))}\n"
-            f"exec bash {shlex.quote(str(self.dir / 'user-data'))}\n")
+            f"exec bash {shlex.quote(str(self.dir / 'user-data'))}\n"
+        )
         return wrapper
 
     def start(self) -> InstanceSandbox:
@@ -306,11 +316,17 @@ class InstanceSandbox:
             self.relay = TcpRelay(self.ns, self.backend_port, listen_port=RELAY_PORT).start()
             with open(self.console_path, "ab") as console:
                 self.started_at = time.time()
-                self.proc = self.ns.popen(["unshare", "--mount", "--uts", "bash", str(wrapper)],
-                                          env=self.environment(), stdin=subprocess.DEVNULL,
-                                          stdout=console, stderr=subprocess.STDOUT, cwd=self.dir)
-            self._waiter = threading.Thread(target=self._wait_exit, daemon=True,
-                                            name=f"boot-{self.identity.instance_id}")
+                self.proc = self.ns.popen(
+                    ["unshare", "--mount", "--uts", "bash", str(wrapper)],
+                    env=self.environment(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=console,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.dir,
+                )
+            self._waiter = threading.Thread(
+                target=self._wait_exit, daemon=True, name=f"boot-{self.identity.instance_id}"
+            )
             self._waiter.start()
         except BaseException:
             self.close()
@@ -338,8 +354,9 @@ class InstanceSandbox:
     def __enter__(self) -> InstanceSandbox:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def wait(self, timeout: float) -> int:
@@ -350,7 +367,8 @@ class InstanceSandbox:
         if self._waiter.is_alive() or self.exit_code is None:
             raise TimeoutError(
                 f"{self.identity.instance_id}: user data still running after {timeout} s; "
-                f"console:\n{self.console_log()[-2000:]}")
+                f"console:\n{self.console_log()[-2000:]}"
+            )
         return self.exit_code
 
     @property
@@ -430,8 +448,7 @@ class InstanceSandbox:
     @property
     def imds_requests(self) -> list[ImdsRequest]:
         """Requests IMDS answered (kept after the instance died)."""
-        return self.imds.requests if self.imds is not None and not self.terminated \
-            else list(self._imds_requests)
+        return self.imds.requests if self.imds is not None and not self.terminated else list(self._imds_requests)
 
     def repro_command(self) -> str:
         """A shell command that re-runs this boot by hand (namespace must exist)."""
@@ -441,12 +458,14 @@ class InstanceSandbox:
 
     def describe(self) -> str:
         """A failure-report block: state, console tail, boot log, shim calls."""
-        return (f"== instance {self.identity.instance_id} ({self.identity.private_ip}, "
-                f"exit={self.exit_code}, dir={self.dir})\n"
-                f"-- console (tail)\n{self.console_log()[-4000:]}\n"
-                f"-- boot log\n{self.boot_log()}\n"
-                f"-- shim calls\n" + "\n".join(self.shim_calls()) + "\n"
-                f"-- reproduce\n{self.repro_command()}\n")
+        return (
+            f"== instance {self.identity.instance_id} ({self.identity.private_ip}, "
+            f"exit={self.exit_code}, dir={self.dir})\n"
+            f"-- console (tail)\n{self.console_log()[-4000:]}\n"
+            f"-- boot log\n{self.boot_log()}\n"
+            f"-- shim calls\n" + "\n".join(self.shim_calls()) + "\n"
+            f"-- reproduce\n{self.repro_command()}\n"
+        )
 
 
 def _read(path: Path) -> str:
@@ -514,28 +533,39 @@ class FleetEvent:
 def _clients(backend_port: int, region: str) -> tuple[Any, Any]:
     import boto3  # deferred: netns/imds users need not have boto3
 
-    kw = {"endpoint_url": f"http://127.0.0.1:{backend_port}", "region_name": region,
-          "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    kw = {
+        "endpoint_url": f"http://127.0.0.1:{backend_port}",
+        "region_name": region,
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    }
     return boto3.client("ec2", **kw), boto3.client("autoscaling", **kw)
 
 
 def identity_from_backend(ec2: Any, instance: Mapping[str, Any], region: str) -> InstanceIdentity:
     """Build an ``InstanceIdentity`` from a DescribeInstances item (plus its VPC and subnet)."""
-    primary = next(n for n in instance["NetworkInterfaces"]
-                   if n.get("Attachment", {}).get("DeviceIndex", 0) == 0)
+    primary = next(n for n in instance["NetworkInterfaces"] if n.get("Attachment", {}).get("DeviceIndex", 0) == 0)
     vpc = ec2.describe_vpcs(VpcIds=[instance["VpcId"]])["Vpcs"][0]
-    cidrs = tuple(a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet", [])
-                  if a.get("CidrBlockState", {}).get("State", "associated") == "associated") \
-        or (vpc["CidrBlock"],)
+    cidrs = tuple(
+        a["CidrBlock"]
+        for a in vpc.get("CidrBlockAssociationSet", [])
+        if a.get("CidrBlockState", {}).get("State", "associated") == "associated"
+    ) or (vpc["CidrBlock"],)
     subnet = ec2.describe_subnets(SubnetIds=[instance["SubnetId"]])["Subnets"][0]
     return InstanceIdentity(
-        instance_id=instance["InstanceId"], region=region,
-        az=instance["Placement"]["AvailabilityZone"], mac=primary["MacAddress"],
+        instance_id=instance["InstanceId"],
+        region=region,
+        az=instance["Placement"]["AvailabilityZone"],
+        mac=primary["MacAddress"],
         interface_id=primary["NetworkInterfaceId"],
         private_ip=primary.get("PrivateIpAddress") or instance["PrivateIpAddress"],
-        subnet_id=instance["SubnetId"], vpc_id=instance["VpcId"], vpc_cidrs=cidrs,
-        subnet_cidr=subnet["CidrBlock"], ami_id=instance.get("ImageId", "ami-00000000000000000"),
-        instance_type=instance.get("InstanceType", "t4g.nano"))
+        subnet_id=instance["SubnetId"],
+        vpc_id=instance["VpcId"],
+        vpc_cidrs=cidrs,
+        subnet_cidr=subnet["CidrBlock"],
+        ami_id=instance.get("ImageId", "ami-00000000000000000"),
+        instance_type=instance.get("InstanceType", "t4g.nano"),
+    )
 
 
 def user_data_from_backend(ec2: Any, instance: Mapping[str, Any]) -> bytes:
@@ -554,7 +584,8 @@ def user_data_from_backend(ec2: Any, instance: Mapping[str, Any]) -> bytes:
     if not template:
         return b""
     versions = ec2.describe_launch_template_versions(
-        LaunchTemplateId=template, Versions=[tags.get("aws:ec2launchtemplate:version", "$Latest")])
+        LaunchTemplateId=template, Versions=[tags.get("aws:ec2launchtemplate:version", "$Latest")]
+    )
     data = versions["LaunchTemplateVersions"][0]["LaunchTemplateData"].get("UserData", "")
     return base64.b64decode(data) if data else b""
 
@@ -571,18 +602,23 @@ class InstanceFleet:
     user_data_transform, keep).
     """
 
-    def __init__(self, backend_port: int, *, region: str = "us-east-1",
-                 workdir: Path | None = None, poll_interval: float = 0.2,
-                 on_event: Callable[[FleetEvent], None] | None = None,
-                 **sandbox_kwargs: Any) -> None:
+    def __init__(
+        self,
+        backend_port: int,
+        *,
+        region: str = "us-east-1",
+        workdir: Path | None = None,
+        poll_interval: float = 0.2,
+        on_event: Callable[[FleetEvent], None] | None = None,
+        **sandbox_kwargs: Any,
+    ) -> None:
         self.backend_port = backend_port
         self.region = region
         self.poll_interval = poll_interval
         self.on_event = on_event
         self.sandbox_kwargs = sandbox_kwargs
         self._own_workdir = workdir is None
-        self.workdir = Path(tempfile.mkdtemp(prefix="natlab-fleet-")) if workdir is None \
-            else Path(workdir)
+        self.workdir = Path(tempfile.mkdtemp(prefix="natlab-fleet-")) if workdir is None else Path(workdir)
         self.sandboxes: dict[str, InstanceSandbox] = {}
         self.events: list[FleetEvent] = []
         self._failed: set[str] = set()
@@ -605,8 +641,9 @@ class InstanceFleet:
     def __enter__(self) -> InstanceFleet:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -675,8 +712,14 @@ class InstanceFleet:
         try:
             identity = identity_from_backend(self._ec2, instance, self.region)
             user_data = user_data_from_backend(self._ec2, instance)
-            box = InstanceSandbox(identity, user_data, self.backend_port, workdir=self.workdir,
-                                  on_exit=self._exited, **self.sandbox_kwargs)
+            box = InstanceSandbox(
+                identity,
+                user_data,
+                self.backend_port,
+                workdir=self.workdir,
+                on_exit=self._exited,
+                **self.sandbox_kwargs,
+            )
             self.sandboxes[iid] = box
             box.start()
         except Exception as exc:
@@ -685,9 +728,14 @@ class InstanceFleet:
             log.exception("booting %s failed", iid)
             self._emit("boot-failed", iid, error=repr(exc))
             return
-        self._emit("boot-start", iid, netns=box.ns.name if box.ns else None,
-                   private_ip=identity.private_ip, eni=identity.interface_id,
-                   boot_delay=box.boot_delay)
+        self._emit(
+            "boot-start",
+            iid,
+            netns=box.ns.name if box.ns else None,
+            private_ip=identity.private_ip,
+            eni=identity.interface_id,
+            boot_delay=box.boot_delay,
+        )
 
     def _exited(self, box: InstanceSandbox, code: int) -> None:
         if not box.terminated:
@@ -705,8 +753,7 @@ class InstanceFleet:
         with self._lock:
             return [b for b in self.sandboxes.values() if not b.terminated]
 
-    def wait_for(self, predicate: Callable[[InstanceFleet], InstanceSandbox | None],
-                 timeout: float) -> InstanceSandbox:
+    def wait_for(self, predicate: Callable[[InstanceFleet], InstanceSandbox | None], timeout: float) -> InstanceSandbox:
         """Poll ``predicate(fleet)`` with backoff until it returns a sandbox, or TimeoutError."""
         deadline = time.monotonic() + timeout
         delay = 0.01
@@ -718,8 +765,9 @@ class InstanceFleet:
             except Exception as exc:  # predicate may race a half-booted sandbox
                 last = exc
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"no sandbox matched within {timeout} s "
-                                   f"(sandboxes: {sorted(self.sandboxes)})") from last
+                raise TimeoutError(
+                    f"no sandbox matched within {timeout} s (sandboxes: {sorted(self.sandboxes)})"
+                ) from last
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
 

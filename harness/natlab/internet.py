@@ -60,8 +60,9 @@ class Internet:
     def __enter__(self) -> Internet:
         return self.open()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def open(self) -> Internet:
@@ -74,8 +75,7 @@ class Internet:
             self.ns.ip("route", "add", "default", "via", ROUTER_LINK_IP)
             # moto's Elastic IPs are 127.x.y.z: accept them as sources and send replies to them
             # through the router instead of to this namespace's own loopback.
-            for key in ("net.ipv4.conf.all.route_localnet",
-                        f"net.ipv4.conf.{INTERNET_IFNAME}.route_localnet"):
+            for key in ("net.ipv4.conf.all.route_localnet", f"net.ipv4.conf.{INTERNET_IFNAME}.route_localnet"):
                 set_sysctl(self.ns, key, 1)
             self.ns.ip("route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
             self._start_servers()
@@ -86,8 +86,8 @@ class Internet:
 
     def _start_servers(self) -> None:
         self.servers = self.ns.popen(
-            [sys.executable, str(SERVERS_SCRIPT), "--address", SERVER_IP],
-            stdout=subprocess.PIPE, text=True, bufsize=1)
+            [sys.executable, str(SERVERS_SCRIPT), "--address", SERVER_IP], stdout=subprocess.PIPE, text=True, bufsize=1
+        )
         assert self.servers.stdout is not None
         deadline = time.monotonic() + READY_DEADLINE
         while time.monotonic() < deadline:
@@ -96,13 +96,13 @@ class Internet:
                 line = self.servers.stdout.readline()
                 if line.strip() == "ready":
                     log.debug("internet servers ready on %s (pid %d)", SERVER_IP, self.servers.pid)
-                    threading.Thread(target=self._drain, args=(self.servers.stdout,),
-                                     name="internet-servers-out", daemon=True).start()
+                    threading.Thread(
+                        target=self._drain, args=(self.servers.stdout,), name="internet-servers-out", daemon=True
+                    ).start()
                     return
                 if not line:
                     break
-        raise TimeoutError(f"internet servers not ready within {READY_DEADLINE}s "
-                           f"(exit status {self.servers.poll()})")
+        raise TimeoutError(f"internet servers not ready within {READY_DEADLINE}s (exit status {self.servers.poll()})")
 
     def _drain(self, stream: IO[str]) -> None:
         """Read the servers' output (so its pipe never fills) and keep the HTTP clients seen."""

@@ -29,8 +29,12 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Everything of the fixture but the module: applied first so the data plane exists before any NAT.
-NETWORK_TARGETS = ["aws_route.public_internet", "aws_route_table_association.public",
-                   "aws_route_table_association.private", "aws_eip.existing"]
+NETWORK_TARGETS = [
+    "aws_route.public_internet",
+    "aws_route_table_association.public",
+    "aws_route_table_association.private",
+    "aws_eip.existing",
+]
 
 #: AWS's health-check, status-check and alarm delays scaled down 50x (30 s -> 0.6 s), so the fault
 #: matrix runs in seconds; boot time is modelled separately (--boot-delay).
@@ -101,11 +105,11 @@ class Lab:
         emulated = isinstance(self.backend, MotoBackend)
         self.dataplane_skip_reason = self._dataplane_unavailable()
         if self.dataplane_skip_reason is None:
-            self.vpc = self._stack.enter_context(
-                EmulatedVpc(self.ec2, self._vpc_id(), on_event=self._on_router_event))
+            self.vpc = self._stack.enter_context(EmulatedVpc(self.ec2, self._vpc_id(), on_event=self._on_router_event))
         if emulated:
-            self.controller = self._stack.enter_context(AsgHealthController(
-                self.backend, delays=CONTROLLER_DELAYS, on_event=self._on_asg_event))
+            self.controller = self._stack.enter_context(
+                AsgHealthController(self.backend, delays=CONTROLLER_DELAYS, on_event=self._on_asg_event)
+            )
             assert isinstance(self.backend, MotoBackend) and self.backend.port is not None
             sandbox_options: dict[str, Any] = {
                 "boot_delay": self.settings.boot_delay,
@@ -114,9 +118,15 @@ class Lab:
             }
             if self.vpc is not None:
                 sandbox_options["attach"] = self.vpc.attach
-            self.fleet = self._stack.enter_context(InstanceFleet(
-                self.backend.port, region=self.backend.region, on_event=self._on_fleet_event,
-                poll_interval=0.05, **sandbox_options))
+            self.fleet = self._stack.enter_context(
+                InstanceFleet(
+                    self.backend.port,
+                    region=self.backend.region,
+                    on_event=self._on_fleet_event,
+                    poll_interval=0.05,
+                    **sandbox_options,
+                )
+            )
         self.terraform.apply()
         self.outputs = self.terraform.outputs()
         self.zones = self._zones_from_outputs()
@@ -166,8 +176,9 @@ class Lab:
 
     def in_service(self, zone: str) -> list[str]:
         """Instance ids of the zone's group that are InService."""
-        group = self.autoscaling.describe_auto_scaling_groups(
-            AutoScalingGroupNames=[self.zones[zone].asg_name])["AutoScalingGroups"][0]
+        group = self.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[self.zones[zone].asg_name])[
+            "AutoScalingGroups"
+        ][0]
         return [i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"]
 
     def primary_eni(self, instance_id: str) -> str:
@@ -180,8 +191,10 @@ class Lab:
         tables = self.ec2.describe_route_tables(RouteTableIds=self.zones[zone].route_table_ids)["RouteTables"]
         destination = self.terraform.tf_vars.get("route_destination_cidr", "0.0.0.0/0")
         return {
-            table["RouteTableId"]: next((r.get("NetworkInterfaceId") for r in table["Routes"]
-                                         if r.get("DestinationCidrBlock") == destination), None)
+            table["RouteTableId"]: next(
+                (r.get("NetworkInterfaceId") for r in table["Routes"] if r.get("DestinationCidrBlock") == destination),
+                None,
+            )
             for table in tables
         }
 
@@ -232,8 +245,7 @@ class Lab:
         if self.fleet:
             sections["instances"] = self.fleet.describe()
         with contextlib.suppress(Exception):
-            sections["route tables"] = "\n".join(
-                f"{zone}: {self.route_targets(zone)}" for zone in self.zones)
+            sections["route tables"] = "\n".join(f"{zone}: {self.route_targets(zone)}" for zone in self.zones)
         if self.vpc:
             with contextlib.suppress(Exception):
                 sections["router"] = "\n".join(self.vpc.timeline()[-30:]) + "\n" + self.vpc.kernel_state()
@@ -243,8 +255,7 @@ class Lab:
 
     def how_to_reach(self) -> str:
         """Printed with --keep: where the lab lives after the run."""
-        lines = [f"Terraform workdir: {self.terraform.workdir}",
-                 f"emulator endpoint: {self.backend.endpoint_url}"]
+        lines = [f"Terraform workdir: {self.terraform.workdir}", f"emulator endpoint: {self.backend.endpoint_url}"]
         if self.vpc:
             lines.append(f"router namespace: ip netns exec {self.vpc.router.name} ip route")
             lines += [f"workload {w.subnet_id}: ip netns exec {w.ns.name} bash" for w in self.vpc.workloads.values()]

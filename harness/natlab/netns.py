@@ -55,12 +55,12 @@ class NamespaceError(RuntimeError):
     """A namespace operation failed (the message carries the command and its stderr)."""
 
 
-def _run(argv: Sequence[str], *, timeout: float = IP_TIMEOUT, check: bool = True,
-         input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def _run(
+    argv: Sequence[str], *, timeout: float = IP_TIMEOUT, check: bool = True, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """Run a short host command, capturing output; raise NamespaceError with stderr on failure."""
     try:
-        return subprocess.run(list(argv), check=check, timeout=timeout, capture_output=True,
-                              input=input)
+        return subprocess.run(list(argv), check=check, timeout=timeout, capture_output=True, input=input)
     except subprocess.CalledProcessError as exc:
         stderr = exc.stderr.decode(errors="replace").strip()
         raise NamespaceError(f"{' '.join(argv)!s} failed ({exc.returncode}): {stderr}") from exc
@@ -76,13 +76,16 @@ def unavailable_reason() -> str | None:
     if shutil.which("ip") is None:
         return "the `ip` command (Debian package iproute2) is not installed; run scripts/bootstrap.sh"
     if os.geteuid() != 0:
-        rootless = subprocess.run(["unshare", "-Urnm", "true"], capture_output=True, timeout=10,
-                                  check=False)
+        rootless = subprocess.run(["unshare", "-Urnm", "true"], capture_output=True, timeout=10, check=False)
         if rootless.returncode == 0:
-            return ("not running as root: `ip netns` needs root; unprivileged user namespaces work "
-                    "here (`unshare -Urnm`), but the harness has no rootless mode yet - run as root")
-        return ("not running as root and unprivileged user namespaces are unavailable "
-                f"(`unshare -Urnm true`: {rootless.stderr.decode(errors='replace').strip()})")
+            return (
+                "not running as root: `ip netns` needs root; unprivileged user namespaces work "
+                "here (`unshare -Urnm`), but the harness has no rootless mode yet - run as root"
+            )
+        return (
+            "not running as root and unprivileged user namespaces are unavailable "
+            f"(`unshare -Urnm true`: {rootless.stderr.decode(errors='replace').strip()})"
+        )
     probe = f"{PREFIX}probe-{RUN_ID}"
     try:
         _run(["ip", "netns", "add", probe])
@@ -210,8 +213,9 @@ class Namespace:
     def __enter__(self) -> Namespace:
         return self.open()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -246,13 +250,13 @@ class Namespace:
         """``["ip", "netns", "exec", name]``: prepend to an argv to run it in the namespace."""
         return ["ip", "netns", "exec", self.name]
 
-    def ip(self, *args: str, check: bool = True,
-           timeout: float = IP_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
+    def ip(self, *args: str, check: bool = True, timeout: float = IP_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
         """Run ``ip -n NAME <args>`` (faster than ``ip netns exec``); NamespaceError on failure."""
         return _run(["ip", "-n", self.name, *args], check=check, timeout=timeout)
 
-    def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 30.0,
-            **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    def run(
+        self, argv: Sequence[str], *, check: bool = True, timeout: float = 30.0, **kwargs: Any
+    ) -> subprocess.CompletedProcess[Any]:
         """``subprocess.run`` of ``argv`` inside the namespace (via ``ip netns exec``)."""
         kwargs.setdefault("capture_output", True)
         return subprocess.run([*self.exec_prefix(), *argv], check=check, timeout=timeout, **kwargs)
@@ -269,8 +273,7 @@ class Namespace:
         """Call ``fn(*args)`` on a thread inside this namespace (see ``call_in_netns``)."""
         return call_in_netns(self.path, fn, *args)
 
-    def listen_socket(self, host: str, port: int, type: int = socket.SOCK_STREAM,
-                      backlog: int = 128) -> socket.socket:
+    def listen_socket(self, host: str, port: int, type: int = socket.SOCK_STREAM, backlog: int = 128) -> socket.socket:
         """A socket bound (and for TCP listening) on ``host:port`` inside this namespace.
 
         The socket is closed by ``close()``; the caller may close it earlier.
@@ -339,8 +342,16 @@ def _reap(procs: Sequence[subprocess.Popen[Any]], timeout: float = 0.0) -> None:
 # Links and sysctls
 
 
-def veth_pair(ns_a: Namespace, name_a: str, ns_b: Namespace, name_b: str,
-              mac_a: str | None = None, mac_b: str | None = None, *, up: bool = True) -> None:
+def veth_pair(
+    ns_a: Namespace,
+    name_a: str,
+    ns_b: Namespace,
+    name_b: str,
+    mac_a: str | None = None,
+    mac_b: str | None = None,
+    *,
+    up: bool = True,
+) -> None:
     """Create veth ``name_a`` in ``ns_a`` with its peer ``name_b`` in ``ns_b`` (both up by default).
 
     Interface names are at most 15 characters. Deleting either namespace destroys both ends.
@@ -449,7 +460,7 @@ def cleanup_stale(prefix: str = PREFIX) -> list[str]:
     """Remove ``natlab-<run>-*`` namespaces whose creating process (``<run>``, hex pid) is dead."""
     removed = []
     for name in list_namespaces(prefix):
-        run = name[len(prefix):].split("-", 1)[0]
+        run = name[len(prefix) :].split("-", 1)[0]
         try:
             owner = int(run, 16)
         except ValueError:
@@ -493,7 +504,21 @@ def install_signal_handlers(signals: Sequence[int] = (signal.SIGTERM, signal.SIG
 
 
 __all__ = [
-    "PREFIX", "RUN_ID", "Namespace", "NamespaceError", "bridge", "call_in_netns", "cleanup_all",
-    "cleanup_stale", "close_all_live", "get_sysctl", "install_signal_handlers", "list_namespaces",
-    "namespaces_available", "set_master", "set_sysctl", "unavailable_reason", "veth_pair",
+    "PREFIX",
+    "RUN_ID",
+    "Namespace",
+    "NamespaceError",
+    "bridge",
+    "call_in_netns",
+    "cleanup_all",
+    "cleanup_stale",
+    "close_all_live",
+    "get_sysctl",
+    "install_signal_handlers",
+    "list_namespaces",
+    "namespaces_available",
+    "set_master",
+    "set_sysctl",
+    "unavailable_reason",
+    "veth_pair",
 ]

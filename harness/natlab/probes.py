@@ -36,8 +36,7 @@ NetnsPath = str | os.PathLike[str]
 _UDP_FORMAT = "!Id"  # sequence number, send time (monotonic)
 
 
-def socket_in(netns: NetnsPath, family: int = socket.AF_INET,
-              type: int = socket.SOCK_DGRAM) -> socket.socket:
+def socket_in(netns: NetnsPath, family: int = socket.AF_INET, type: int = socket.SOCK_DGRAM) -> socket.socket:
     """A new socket that lives in the network namespace at ``netns`` (path under /run/netns)."""
     return call_in_netns(netns, socket.socket, family, type)
 
@@ -60,8 +59,7 @@ class _NetnsHTTPConnection(http.client.HTTPConnection):
         self.sock = connect_in(self._netns, (self.host, self.port), self.timeout)
 
 
-def http_whoami(netns: NetnsPath, host: str = SERVER_IP, port: int = HTTP_PORT,
-                timeout: float = 2.0) -> str:
+def http_whoami(netns: NetnsPath, host: str = SERVER_IP, port: int = HTTP_PORT, timeout: float = 2.0) -> str:
     """GET ``http://host:port/`` from the namespace; return the client address the server saw.
 
     Raises ``OSError`` (e.g. ``TimeoutError``) when the internet cannot be reached.
@@ -136,8 +134,15 @@ class UdpStream:
     last send are not waited for.
     """
 
-    def __init__(self, netns: NetnsPath, *, rate: float = 100.0, duration: float = 30.0,
-                 target: tuple[str, int] = (SERVER_IP, UDP_ECHO_PORT), late: float = 0.5) -> None:
+    def __init__(
+        self,
+        netns: NetnsPath,
+        *,
+        rate: float = 100.0,
+        duration: float = 30.0,
+        target: tuple[str, int] = (SERVER_IP, UDP_ECHO_PORT),
+        late: float = 0.5,
+    ) -> None:
         if not 0 < rate <= 10_000 or not 0 < duration <= 600:
             raise ValueError("rate must be in (0, 10000] per second and duration in (0, 600] s")
         self.netns = netns
@@ -153,8 +158,9 @@ class UdpStream:
     def __enter__(self) -> UdpStream:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self) -> UdpStream:
@@ -213,8 +219,10 @@ class UdpStream:
         deadline = time.monotonic() + timeout
         while len(self.result.received) < count:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"UDP probe: {len(self.result.received)} of {count} echoes "
-                                   f"within {timeout}s ({len(self.result.sent)} sent)")
+                raise TimeoutError(
+                    f"UDP probe: {len(self.result.received)} of {count} echoes "
+                    f"within {timeout}s ({len(self.result.sent)} sent)"
+                )
             time.sleep(0.005)
 
     def stop(self) -> None:
@@ -247,9 +255,16 @@ class TcpHold:
     seconds), or after ``duration`` s. ``outcome`` says which; ``events`` has the timestamps.
     """
 
-    def __init__(self, netns: NetnsPath, *, interval: float = 0.05, duration: float = 30.0,
-                 stall: float = 2.0, target: tuple[str, int] = (SERVER_IP, TCP_ECHO_PORT),
-                 connect_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        netns: NetnsPath,
+        *,
+        interval: float = 0.05,
+        duration: float = 30.0,
+        stall: float = 2.0,
+        target: tuple[str, int] = (SERVER_IP, TCP_ECHO_PORT),
+        connect_timeout: float = 2.0,
+    ) -> None:
         self.netns = netns
         self.interval = interval
         self.duration = duration
@@ -265,14 +280,16 @@ class TcpHold:
     def __enter__(self) -> TcpHold:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self) -> TcpHold:
         self._sock = connect_in(self.netns, self.target, self.connect_timeout)
-        self.events.append(TcpEvent(time.monotonic(), "connected",
-                                    detail=f"{self._sock.getsockname()} -> {self.target}"))
+        self.events.append(
+            TcpEvent(time.monotonic(), "connected", detail=f"{self._sock.getsockname()} -> {self.target}")
+        )
         self._sock.settimeout(0.01)
         self._thread = threading.Thread(target=self._loop, name="tcp-hold", daemon=True)
         self._thread.start()

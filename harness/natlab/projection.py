@@ -173,9 +173,7 @@ class ScriptMeasurement:
     def from_steps(cls, steps: Mapping[str, float], emulated_call_seconds: float = 0.77) -> ScriptMeasurement:
         """Estimate the CLI calls from `DEFAULT_AWS_CALLS`, skipping steps too quick to have made one."""
         calls = sum(
-            DEFAULT_AWS_CALLS.get(step, 0)
-            for step, seconds in steps.items()
-            if seconds >= emulated_call_seconds / 2
+            DEFAULT_AWS_CALLS.get(step, 0) for step, seconds in steps.items() if seconds >= emulated_call_seconds / 2
         )
         return cls(steps=dict(steps), aws_calls=calls, emulated_call_seconds=emulated_call_seconds)
 
@@ -268,11 +266,7 @@ def project(fault: str, measured: ScriptMeasurement, assumptions: Assumptions | 
         ),
         Phase(
             "boot",
-            (
-                Figure(
-                    "RunInstances to user data start (Amazon Linux 2023)", *a.boot_to_user_data, "boot-bench"
-                ),
-            ),
+            (Figure("RunInstances to user data start (Amazon Linux 2023)", *a.boot_to_user_data, "boot-bench"),),
         ),
         Phase("script", _script(measured, a)),
     )

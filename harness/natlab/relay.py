@@ -29,8 +29,15 @@ class TcpRelay:
     closes every open connection.
     """
 
-    def __init__(self, ns: Namespace, target_port: int, *, target_host: str = "127.0.0.1",
-                 listen_host: str = "127.0.0.1", listen_port: int = 4566) -> None:
+    def __init__(
+        self,
+        ns: Namespace,
+        target_port: int,
+        *,
+        target_host: str = "127.0.0.1",
+        listen_host: str = "127.0.0.1",
+        listen_port: int = 4566,
+    ) -> None:
         if not ipaddress.ip_address(target_host).is_loopback:
             raise ValueError(f"relay target must be a loopback address, not {target_host}")
         self.ns = ns
@@ -47,8 +54,7 @@ class TcpRelay:
         """Bind inside the namespace and start accepting."""
         try:
             self._listener = self.ns.listen_socket(*self.listen_address)
-            self._accept_thread = threading.Thread(
-                target=self._accept_loop, name=f"relay-{self.ns.name}", daemon=True)
+            self._accept_thread = threading.Thread(target=self._accept_loop, name=f"relay-{self.ns.name}", daemon=True)
             self._accept_thread.start()
         except BaseException:
             self.close()
@@ -58,8 +64,9 @@ class TcpRelay:
     def __enter__(self) -> TcpRelay:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -102,8 +109,9 @@ class TcpRelay:
                 _close(client)
                 break
             self.connections += 1
-            threading.Thread(target=self._serve, args=(client,), daemon=True,
-                             name=f"relay-conn-{self.connections}").start()
+            threading.Thread(
+                target=self._serve, args=(client,), daemon=True, name=f"relay-conn-{self.connections}"
+            ).start()
 
     def _serve(self, client: socket.socket) -> None:
         try:

@@ -84,9 +84,7 @@ def key_durations(timeline: Timeline, sla_seconds: float) -> list[KeyDuration]:
     outages = [e for e in timeline.events() if e.name == OUTAGE and (after is None or e.finish >= after)]
     outage = sum(e.duration for e in outages) if outages else None
     outage_note = (
-        ""
-        if len(outages) < 2
-        else (f"{len(outages)} windows, longest {max(e.duration for e in outages):.3f} s")
+        "" if len(outages) < 2 else (f"{len(outages)} windows, longest {max(e.duration for e in outages):.3f} s")
     )
     return [
         KeyDuration("fault → replacement launched", between(fault, launched)),
@@ -111,8 +109,7 @@ def render_table(timeline: Timeline, scenario: Scenario) -> str:
     lines = [
         f"failover timeline: {scenario.name}",
         f"backend {scenario.backend} · zones {scenario.zones} · fault {scenario.fault} · "
-        f"SLA {scenario.sla_seconds:g} s · verdict {verdict}"
-        + (f" ({scenario.verdict})" if scenario.verdict else ""),
+        f"SLA {scenario.sla_seconds:g} s · verdict {verdict}" + (f" ({scenario.verdict})" if scenario.verdict else ""),
         f"t0 = {timeline.wall_of(0.0)} (UTC)",
         "",
     ]
@@ -124,9 +121,7 @@ def render_table(timeline: Timeline, scenario: Scenario) -> str:
     for e in events:
         dur = f"{e.duration:7.3f}" if e.is_span else " " * 7
         flag = "FAILED " if e.failed else ""
-        lines.append(
-            f"{e.t:9.3f}  {dur}  {e.source:<{src_w}}  {e.name:<{name_w}}  {_short(flag + e.detail)}".rstrip()
-        )
+        lines.append(f"{e.t:9.3f}  {dur}  {e.source:<{src_w}}  {e.name:<{name_w}}  {_short(flag + e.detail)}".rstrip())
     lines += ["", "key durations"]
     for k in key_durations(timeline, scenario.sla_seconds):
         lines.append(f"  {k.label:<30} {_fmt(k.seconds):>11}  {k.note}".rstrip())
@@ -188,9 +183,7 @@ def _lane_title(source: str) -> str:
 
 def _lane_order(sources: list[str]) -> list[str]:
     rank = {SOURCE_FAULT: 0, SOURCE_ASG: 1, SOURCE_ROUTER: 3, SOURCE_PROBE: 4}
-    return sorted(
-        sources, key=lambda s: (2 if s.startswith(BOOT_SOURCE_PREFIX) else rank.get(s, 5), sources.index(s))
-    )
+    return sorted(sources, key=lambda s: (2 if s.startswith(BOOT_SOURCE_PREFIX) else rank.get(s, 5), sources.index(s)))
 
 
 def _nice_step(span: float) -> float:
@@ -300,8 +293,7 @@ def render_svg(timeline: Timeline, scenario: Scenario) -> str:
                 )
             weight = ' font-weight="bold"' if e.failed or e.name == OUTAGE else ""
             parts.append(
-                f'<text x="{lx:.1f}" y="{label_y:.1f}" text-anchor="{anchor}" {halo}{weight}>'
-                f"{escape(text)}</text>"
+                f'<text x="{lx:.1f}" y="{label_y:.1f}" text-anchor="{anchor}" {halo}{weight}>{escape(text)}</text>'
             )
             body.append(
                 f'<g class="event" data-name={quoteattr(e.name)} data-source={quoteattr(e.source)}>'
@@ -318,9 +310,7 @@ def render_svg(timeline: Timeline, scenario: Scenario) -> str:
     while tick <= t_hi:
         if tick >= t_lo:
             tx = x(tick)
-            axis.append(
-                f'<line x1="{tx:.1f}" y1="{_TOP}" x2="{tx:.1f}" y2="{plot_bottom + 5:.1f}" class="grid"/>'
-            )
+            axis.append(f'<line x1="{tx:.1f}" y1="{_TOP}" x2="{tx:.1f}" y2="{plot_bottom + 5:.1f}" class="grid"/>')
             axis.append(f'<text x="{tx:.1f}" y="{plot_bottom + 19:.1f}" text-anchor="middle">{tick:g}</text>')
         tick = round(tick + step, 6)
     axis.append(

@@ -101,8 +101,7 @@ def fetch_route_tables(ec2: Any, vpc_id: str) -> list[dict[str, Any]]:
     return ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["RouteTables"]
 
 
-def fetch_resources(ec2: Any, vpc_id: str) -> tuple[dict[str, dict[str, Any]], dict[str, str],
-                                                    list[dict[str, Any]]]:
+def fetch_resources(ec2: Any, vpc_id: str) -> tuple[dict[str, dict[str, Any]], dict[str, str], list[dict[str, Any]]]:
     """The VPC's ENIs by id, its instances' states by id, and the account's Elastic IPs
     (three calls, ~25 ms warm)."""
     vpc_filter = [{"Name": "vpc-id", "Values": [vpc_id]}]
@@ -138,8 +137,7 @@ def table_for_subnet(route_tables: Iterable[Mapping[str, Any]], subnet_id: str) 
     return main
 
 
-def _eni_target(eni_id: str, view: CloudView, bridges: Mapping[str, str],
-                attached_ips: set[str]) -> Target:
+def _eni_target(eni_id: str, view: CloudView, bridges: Mapping[str, str], attached_ips: set[str]) -> Target:
     eni = view.enis.get(eni_id)
     if eni is None:
         return Target("blackhole", note=f"{eni_id} (no such ENI)", from_cloud_state=True)
@@ -147,22 +145,20 @@ def _eni_target(eni_id: str, view: CloudView, bridges: Mapping[str, str],
     instance_id = (eni.get("Attachment") or {}).get("InstanceId")
     state = view.instance_states.get(instance_id or "", "detached" if not instance_id else "gone")
     if state != "running":
-        return Target("blackhole", note=f"{eni_id} ({ip}) dead: instance {instance_id} {state}",
-                      from_cloud_state=True)
+        return Target("blackhole", note=f"{eni_id} ({ip}) dead: instance {instance_id} {state}", from_cloud_state=True)
     if ip not in attached_ips:
-        return Target("blackhole",
-                      note=f"{eni_id} ({ip}) dead: instance {instance_id} not on the data plane")
+        return Target("blackhole", note=f"{eni_id} ({ip}) dead: instance {instance_id} not on the data plane")
     if eni.get("SourceDestCheck", True):
-        return Target("blackhole", note=f"{eni_id} ({ip}) drop: source/dest check is on",
-                      from_cloud_state=True)
+        return Target("blackhole", note=f"{eni_id} ({ip}) drop: source/dest check is on", from_cloud_state=True)
     dev = bridges.get(eni.get("SubnetId", ""))
     if dev is None:
         return Target("blackhole", note=f"{eni_id} ({ip}) in a subnet the router does not serve")
     return Target("via", via=ip, dev=dev, note=f"{eni_id} ({ip})")
 
 
-def route_target(route: Mapping[str, Any], view: CloudView, bridges: Mapping[str, str],
-                 attached_ips: set[str], igw: Target) -> Target | None:
+def route_target(
+    route: Mapping[str, Any], view: CloudView, bridges: Mapping[str, str], attached_ips: set[str], igw: Target
+) -> Target | None:
     """The kernel target for one emulator route; None for the ``local`` route."""
     gateway = route.get("GatewayId", "")
     if gateway == "local":
@@ -171,17 +167,24 @@ def route_target(route: Mapping[str, Any], view: CloudView, bridges: Mapping[str
         return Target(igw.kind, igw.via, igw.dev, note=gateway)
     eni_id = route.get("NetworkInterfaceId")
     if not eni_id and route.get("InstanceId"):
-        eni_id = next((e["NetworkInterfaceId"] for e in view.enis.values()
-                       if (e.get("Attachment") or {}).get("InstanceId") == route["InstanceId"]
-                       and (e.get("Attachment") or {}).get("DeviceIndex") == 0), None)
+        eni_id = next(
+            (
+                e["NetworkInterfaceId"]
+                for e in view.enis.values()
+                if (e.get("Attachment") or {}).get("InstanceId") == route["InstanceId"]
+                and (e.get("Attachment") or {}).get("DeviceIndex") == 0
+            ),
+            None,
+        )
     if eni_id:
         return _eni_target(eni_id, view, bridges, attached_ips)
     others = {k: v for k, v in route.items() if k.endswith("Id") and v}
     return Target("blackhole", note=f"unsupported target {others or route}")
 
 
-def desired_state(view: CloudView, ports: Iterable[SubnetPort], attached_ips: set[str],
-                  igw: Target) -> tuple[dict[tuple[int, str], tuple[str, Target]], dict[str, str]]:
+def desired_state(
+    view: CloudView, ports: Iterable[SubnetPort], attached_ips: set[str], igw: Target
+) -> tuple[dict[tuple[int, str], tuple[str, Target]], dict[str, str]]:
     """Wanted kernel state: ``{(table, dst): (route table id, target)}`` and ``{private: public}``."""
     ports = list(ports)
     bridges = {p.subnet_id: p.bridge for p in ports}
@@ -206,8 +209,7 @@ def igw_nat(view: CloudView) -> dict[str, str]:
     Elastic IPs come from ``describe_addresses`` (authoritative: after a reassociation moto still
     shows the EIP on the old ENI too); an EIP replaces the ENI's auto-assigned public IP.
     """
-    vpc_ips = {addr["PrivateIpAddress"] for eni in view.enis.values()
-               for addr in eni.get("PrivateIpAddresses") or []}
+    vpc_ips = {addr["PrivateIpAddress"] for eni in view.enis.values() for addr in eni.get("PrivateIpAddresses") or []}
     eips = {a["PublicIp"]: a.get("PrivateIpAddress") for a in view.addresses}
     nat: dict[str, str] = {}
     for eni in view.enis.values():
@@ -247,13 +249,22 @@ table ip {NFT_TABLE} {{
 
 
 def _nft_map_update(nat: Mapping[str, str]) -> str:
-    lines = [f"flush map ip {NFT_TABLE} igw_in", f"flush map ip {NFT_TABLE} igw_out",
-             f"flush set ip {NFT_TABLE} igw_private"]
+    lines = [
+        f"flush map ip {NFT_TABLE} igw_in",
+        f"flush map ip {NFT_TABLE} igw_out",
+        f"flush set ip {NFT_TABLE} igw_private",
+    ]
     if nat:
-        lines.append(f"add element ip {NFT_TABLE} igw_in {{ "
-                     + ", ".join(f"{pub} : {priv}" for priv, pub in sorted(nat.items())) + " }")
-        lines.append(f"add element ip {NFT_TABLE} igw_out {{ "
-                     + ", ".join(f"{priv} : {pub}" for priv, pub in sorted(nat.items())) + " }")
+        lines.append(
+            f"add element ip {NFT_TABLE} igw_in {{ "
+            + ", ".join(f"{pub} : {priv}" for priv, pub in sorted(nat.items()))
+            + " }"
+        )
+        lines.append(
+            f"add element ip {NFT_TABLE} igw_out {{ "
+            + ", ".join(f"{priv} : {pub}" for priv, pub in sorted(nat.items()))
+            + " }"
+        )
         lines.append(f"add element ip {NFT_TABLE} igw_private {{ " + ", ".join(sorted(nat)) + " }")
     return "\n".join(lines) + "\n"
 
@@ -274,10 +285,19 @@ class RouteSync:
     kernel is right when the VPC is handed out). ``kick()`` starts the next round now.
     """
 
-    def __init__(self, ec2: Any, vpc_id: str, router: Namespace, ports: Iterable[SubnetPort],
-                 igw: Target, attached_ips: Callable[[], set[str]], *, interval: float = 0.02,
-                 resource_interval: float = 0.1,
-                 on_event: Callable[[RouterEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        ec2: Any,
+        vpc_id: str,
+        router: Namespace,
+        ports: Iterable[SubnetPort],
+        igw: Target,
+        attached_ips: Callable[[], set[str]],
+        *,
+        interval: float = 0.02,
+        resource_interval: float = 0.1,
+        on_event: Callable[[RouterEvent], None] | None = None,
+    ) -> None:
         self.ec2 = ec2
         self.vpc_id = vpc_id
         self.router = router
@@ -302,8 +322,7 @@ class RouteSync:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=f"route-sync-{self.vpc_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"route-sync-{self.vpc_id}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -367,13 +386,14 @@ class RouteSync:
             return events
 
     def _refresh_resources(self) -> None:
-        self._view.enis, self._view.instance_states, self._view.addresses = fetch_resources(
-            self.ec2, self.vpc_id)
+        self._view.enis, self._view.instance_states, self._view.addresses = fetch_resources(self.ec2, self.vpc_id)
         self._view.resources_at = time.monotonic()
 
     def _new_blackholes(self, routes: dict[tuple[int, str], tuple[str, Target]]) -> bool:
-        return any(target.from_cloud_state and self.applied_routes.get(key, (None, None))[1] != target
-                   for key, (_, target) in routes.items())
+        return any(
+            target.from_cloud_state and self.applied_routes.get(key, (None, None))[1] != target
+            for key, (_, target) in routes.items()
+        )
 
     def _apply_routes(self, wanted: dict[tuple[int, str], tuple[str, Target]]) -> list[RouterEvent]:
         lines, texts = [], []
@@ -383,13 +403,16 @@ class RouteSync:
             table, dst = key
             lines.append(target.command(dst, table))
             arrow = "→" if target.kind == "via" else "→ blackhole:"
-            texts.append(f"route {rtb} {dst} {arrow} {target.note} "
-                         f"[{self.port_by_table[table].subnet_id} table {table}]")
+            texts.append(
+                f"route {rtb} {dst} {arrow} {target.note} [{self.port_by_table[table].subnet_id} table {table}]"
+            )
         for key in sorted(set(self.applied_routes) - set(wanted)):
             table, dst = key
             lines.append(f"route del {dst} table {table}")
-            texts.append(f"route {self.applied_routes[key][0]} {dst} removed "
-                         f"[{self.port_by_table[table].subnet_id} table {table}]")
+            texts.append(
+                f"route {self.applied_routes[key][0]} {dst} removed "
+                f"[{self.port_by_table[table].subnet_id} table {table}]"
+            )
         if not lines:
             return []
         self._batch("ip", ["ip", "-n", self.router.name, "-force", "-batch", "-"], lines)
@@ -405,20 +428,28 @@ class RouteSync:
         for priv in sorted(set(old) | set(wanted)):
             if old.get(priv) != wanted.get(priv):
                 for argv in (["-s", priv], ["-d", old.get(priv) or wanted[priv]]):
-                    subprocess.run([*self.router.exec_prefix(), "conntrack", "-D", *argv],
-                                   capture_output=True, timeout=APPLY_TIMEOUT, check=False)
+                    subprocess.run(
+                        [*self.router.exec_prefix(), "conntrack", "-D", *argv],
+                        capture_output=True,
+                        timeout=APPLY_TIMEOUT,
+                        check=False,
+                    )
         self.applied_nat = dict(wanted)
-        texts = [f"igw nat {priv} ↔ {wanted[priv]}" if priv in wanted
-                 else f"igw nat {priv} ↔ {old[priv]} removed"
-                 for priv in sorted(set(old) | set(wanted)) if old.get(priv) != wanted.get(priv)]
+        texts = [
+            f"igw nat {priv} ↔ {wanted[priv]}" if priv in wanted else f"igw nat {priv} ↔ {old[priv]} removed"
+            for priv in sorted(set(old) | set(wanted))
+            if old.get(priv) != wanted.get(priv)
+        ]
         return [self._record("nat", text) for text in texts]
 
     def _batch(self, what: str, argv: list[str], lines: list[str]) -> None:
-        proc = subprocess.run(argv, input="\n".join(lines) + "\n", capture_output=True, text=True,
-                              timeout=APPLY_TIMEOUT, check=False)
+        proc = subprocess.run(
+            argv, input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=APPLY_TIMEOUT, check=False
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"{what} batch failed ({proc.returncode}): {proc.stderr.strip()} "
-                               f"for: {'; '.join(lines)}")
+            raise RuntimeError(
+                f"{what} batch failed ({proc.returncode}): {proc.stderr.strip()} for: {'; '.join(lines)}"
+            )
 
     def _record(self, kind: Literal["route", "nat", "error"], text: str) -> RouterEvent:
         event = RouterEvent(time.time(), time.monotonic(), kind, text)

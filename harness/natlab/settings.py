@@ -33,16 +33,16 @@ class HarnessSettings:
         if self.endpoint_url is not None:
             parsed = urlparse(self.endpoint_url)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise SettingsError(f"--endpoint-url must be an http(s) URL such as http://127.0.0.1:4566, "
-                                    f"got {self.endpoint_url!r}")
+                raise SettingsError(
+                    f"--endpoint-url must be an http(s) URL such as http://127.0.0.1:4566, got {self.endpoint_url!r}"
+                )
         if self.backend == "localstack" and self.endpoint_url is None:
             raise SettingsError("--backend localstack needs --endpoint-url (e.g. http://127.0.0.1:4566)")
         if self.backend == "moto" and self.endpoint_url is not None:
             raise SettingsError("--endpoint-url is for --backend localstack; moto is started by the harness")
         if self.backend == "aws":
             if not self.aws_confirm_costs:
-                raise SettingsError("--backend aws launches real, billed instances: "
-                                    "add --aws-confirm-costs to confirm")
+                raise SettingsError("--backend aws launches real, billed instances: add --aws-confirm-costs to confirm")
             if not self.region:
                 raise SettingsError("--backend aws needs --region (e.g. --region eu-west-1)")
 

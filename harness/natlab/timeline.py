@@ -190,9 +190,7 @@ class Timeline:
                 if verb == "error":
                     failed = True
                     notes.append(message)
-                    added.append(
-                        self._add(t=rel, name=BOOT_FAILED, source=source, detail=f"step={step} {message}")
-                    )
+                    added.append(self._add(t=rel, name=BOOT_FAILED, source=source, detail=f"step={step} {message}"))
                 elif rest:
                     notes.append(rest)
                 last_done = max(last_done, rel)

@@ -1,0 +1,92 @@
+"""Measures the failover on the embedded emulator N times: route switch time and data-plane outage.
+
+One lab (harness/fixtures/one_zone, Elastic IP, alarm, launch hook) is applied once; then the NAT is
+terminated N times in a row, each time with a 100/s UDP stream running from the private workload.
+Boot delay is zero unless --boot-delay says otherwise, so the figures are what this machine adds:
+the fleet noticing the replacement, the real boot script with the real aws CLI, and the router.
+
+    sudo .venv/bin/python bench/failover_outage.py --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "harness")]
+
+from natlab.backend import MotoBackend  # noqa: E402
+from natlab.failover import run_failover  # noqa: E402
+from natlab.lab import Lab, LabConfig  # noqa: E402
+from natlab.settings import HarnessSettings  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "failover_outage.json"
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="failovers to measure (default 5)")
+    parser.add_argument("--boot-delay", type=float, default=0.0, help="modelled boot seconds (default 0)")
+    args = parser.parse_args()
+    if not 1 <= args.runs <= 50:
+        parser.error("--runs must be between 1 and 50")
+    logging.basicConfig(level=logging.WARNING)
+    settings = HarnessSettings(boot_delay=args.boot_delay, report_dir=REPO / ".build" / "bench-reports")
+    runs = []
+    with MotoBackend() as backend:
+        config = LabConfig("one_zone", name="natbench-1z", tf_vars={"elastic_ip": "create"})
+        with Lab(backend, config, settings, run_id=f"bench-{uuid.uuid4().hex[:6]}") as lab:
+            if lab.vpc is None:
+                print(f"data plane unavailable: {lab.dataplane_skip_reason}", file=sys.stderr)
+                return 2
+            for number in range(1, args.runs + 1):
+                result = run_failover(lab, "us-east-1a", "terminate")
+                if result.problems:
+                    print(result.summary(), file=sys.stderr)
+                    return 1
+                runs.append(
+                    {
+                        "route_switch_s": round(result.seconds or 0.0, 3),
+                        "outage_s": round(result.outage_seconds or 0.0, 3),
+                        "datagrams_lost": result.datagrams_lost,
+                        "tcp": result.tcp_outcome,
+                    }
+                )
+                print(
+                    f"run {number}: route switched {result.seconds:.2f} s, outage {result.outage_seconds:.2f} s, "
+                    f"{result.datagrams_lost} lost, established TCP {result.tcp_outcome}"
+                )
+    summary = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} vCPU {cpu_model()}, kernel {platform.release()}",
+        "command": f"sudo .venv/bin/python bench/failover_outage.py --runs {args.runs}"
+        + (f" --boot-delay {args.boot_delay}" if args.boot_delay else ""),
+        "boot_delay_s": args.boot_delay,
+        "median_route_switch_s": round(statistics.median(r["route_switch_s"] for r in runs), 3),
+        "median_outage_s": round(statistics.median(r["outage_s"] for r in runs), 3),
+        "runs": runs,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
