@@ -25,11 +25,12 @@ locals {
 
   # Exactly the template variables of userdata/user-data.sh.tftpl (see
   # docs/design.md): plain strings, lists joined with one space, "" for "off".
+  # values() lists a zone's route table IDs in lexical order of their keys.
   user_data_vars = {
     for zone, config in var.zones : zone => {
       zone                = zone
       asg_name            = local.asg_names[zone]
-      route_table_ids     = join(" ", config.private_route_table_ids)
+      route_table_ids     = join(" ", values(config.private_route_tables))
       route_destination   = var.route_destination_cidr
       served_cidrs        = join(" ", local.served_cidrs)
       eip_allocation_id   = lookup(local.eip_allocation_ids, zone, "")
@@ -99,7 +100,7 @@ locals {
   }
 
   route_table_arns = sort(flatten([
-    for config in values(var.zones) : [for rtb in config.private_route_table_ids : "${local.arn_prefix.ec2}:route-table/${rtb}"]
+    for config in values(var.zones) : [for rtb in values(config.private_route_tables) : "${local.arn_prefix.ec2}:route-table/${rtb}"]
   ]))
   elastic_ip_arns = [for zone in sort(keys(local.eip_allocation_ids)) : "${local.arn_prefix.ec2}:elastic-ip/${local.eip_allocation_ids[zone]}"]
   alarm_arns      = [for zone in sort(keys(local.alarm_names)) : "${local.arn_prefix.cloudwatch}:alarm:${local.alarm_names[zone]}"]
@@ -240,37 +241,37 @@ resource "aws_iam_instance_profile" "this" {
 # Security group
 ################################################################################
 
+# Rules are inline rather than one aws_vpc_security_group_ingress_rule per
+# CIDR block: the served CIDR blocks default to the VPC's, which are unknown at
+# plan time when the VPC is created in the same apply, and for_each cannot
+# iterate over an unknown list. cidr_blocks can hold an unknown list.
 resource "aws_security_group" "this" {
   name_prefix = "${var.name}-"
   description = "NAT instances of ${var.name}: accept any traffic from the served CIDR blocks, send anywhere."
   vpc_id      = var.vpc_id
+
+  ingress {
+    description = "Traffic to translate, from the served CIDR blocks"
+    protocol    = "-1"
+    from_port   = 0
+    to_port     = 0
+    cidr_blocks = local.served_cidrs
+  }
+
+  egress {
+    #checkov:skip=CKV_AWS_382: A NAT forwards whatever its clients send, to any address, on any protocol.
+    description = "Translated traffic to anywhere, and the AWS API calls of the boot script"
+    protocol    = "-1"
+    from_port   = 0
+    to_port     = 0
+    cidr_blocks = ["0.0.0.0/0"]
+  }
 
   tags = merge(var.tags, { Name = var.name })
 
   lifecycle {
     create_before_destroy = true
   }
-}
-
-resource "aws_vpc_security_group_ingress_rule" "served" {
-  for_each = toset(local.served_cidrs)
-
-  security_group_id = aws_security_group.this.id
-  description       = "Traffic to translate, from ${each.key}"
-  cidr_ipv4         = each.key
-  ip_protocol       = "-1"
-
-  tags = merge(var.tags, { Name = "${var.name}-from-${each.key}" })
-}
-
-resource "aws_vpc_security_group_egress_rule" "all" {
-  #checkov:skip=CKV_AWS_382: A NAT forwards whatever its clients send, to any address, on any protocol.
-  security_group_id = aws_security_group.this.id
-  description       = "Translated traffic to anywhere, and the AWS API calls of the boot script"
-  cidr_ipv4         = "0.0.0.0/0"
-  ip_protocol       = "-1"
-
-  tags = merge(var.tags, { Name = "${var.name}-to-anywhere" })
 }
 
 ################################################################################
@@ -506,9 +507,12 @@ resource "aws_cloudwatch_metric_alarm" "status_check" {
 ################################################################################
 
 locals {
+  # Keyed "<zone>/<route table key>": both parts are chosen by the user and
+  # known at plan time, even when the route tables are created in the same
+  # apply, and adding or removing one table leaves the others' keys alone.
   private_routes = merge([
     for zone, config in var.zones : {
-      for rtb in config.private_route_table_ids : "${zone}/${rtb}" => {
+      for key, rtb in config.private_route_tables : "${zone}/${key}" => {
         zone           = zone
         route_table_id = rtb
       }

@@ -28,11 +28,11 @@ variable "vpc_id" {
 }
 
 variable "zones" {
-  description = "One entry per availability zone, keyed by the zone name (for example `eu-west-1a`). Each zone gets its own Auto Scaling group of exactly one NAT instance, launched in `public_subnet_id`, which becomes the IPv4 default route of every table in `private_route_table_ids`. Set `eip_allocation_id` only when `elastic_ip` is `existing`."
+  description = "One entry per availability zone, keyed by the zone name (for example `eu-west-1a`). Each zone gets its own Auto Scaling group of exactly one NAT instance, launched in `public_subnet_id`, which becomes the IPv4 default route of every table in `private_route_tables`: a map from a key you choose (for example `app`, `db`; lower-case letters, digits, `_` and `-`) to the route table ID. The keys must be known at plan time, the IDs need not be, so the route tables can be created in the same apply. Set `eip_allocation_id` only when `elastic_ip` is `existing`."
   type = map(object({
-    public_subnet_id        = string
-    private_route_table_ids = list(string)
-    eip_allocation_id       = optional(string)
+    public_subnet_id     = string
+    private_route_tables = map(string)
+    eip_allocation_id    = optional(string)
   }))
   nullable = false
 
@@ -52,22 +52,29 @@ variable "zones" {
   }
 
   validation {
-    condition     = alltrue([for zone in values(var.zones) : length(zone.private_route_table_ids) > 0])
-    error_message = "zones[*].private_route_table_ids must list at least one route table per zone."
+    condition     = alltrue([for zone in values(var.zones) : length(zone.private_route_tables) > 0])
+    error_message = "zones[*].private_route_tables must map at least one key to a route table per zone."
   }
 
   validation {
     condition = alltrue(flatten([
-      for zone in values(var.zones) : [for rtb in zone.private_route_table_ids : can(regex("^rtb-[0-9a-f]{8,17}$", rtb))]
+      for zone in values(var.zones) : [for key in keys(zone.private_route_tables) : can(regex("^[a-z0-9_-]+$", key))]
     ]))
-    error_message = "zones[*].private_route_table_ids must contain route table IDs such as rtb-0123456789abcdef0."
+    error_message = "zones[*].private_route_tables must be keyed by lower-case letters, digits, underscores and hyphens (a-z, 0-9, _, -), such as app or db-1."
   }
 
   validation {
-    condition = length(flatten([for zone in values(var.zones) : zone.private_route_table_ids])) == length(distinct(flatten([
-      for zone in values(var.zones) : zone.private_route_table_ids
+    condition = alltrue(flatten([
+      for zone in values(var.zones) : [for rtb in values(zone.private_route_tables) : can(regex("^rtb-[0-9a-f]{8,17}$", rtb))]
+    ]))
+    error_message = "zones[*].private_route_tables must map to route table IDs such as rtb-0123456789abcdef0."
+  }
+
+  validation {
+    condition = length(flatten([for zone in values(var.zones) : values(zone.private_route_tables)])) == length(distinct(flatten([
+      for zone in values(var.zones) : values(zone.private_route_tables)
     ])))
-    error_message = "zones[*].private_route_table_ids must not repeat a route table, within one zone or across zones: a table can have only one default route."
+    error_message = "zones[*].private_route_tables must not repeat a route table ID, under two keys or in two zones: a table can have only one default route."
   }
 
   validation {
@@ -124,7 +131,7 @@ variable "route_destination_cidr" {
 }
 
 variable "served_cidrs" {
-  description = "IPv4 CIDR blocks the NAT instances accept traffic from and masquerade. Empty means every IPv4 CIDR block of the VPC. Set it explicitly when the VPC is created in the same configuration, so that its CIDR blocks are known at plan time."
+  description = "IPv4 CIDR blocks the NAT instances accept traffic from and masquerade. Empty means every IPv4 CIDR block associated with the VPC, which the module looks up (this works when the VPC is created in the same apply, too)."
   type        = list(string)
   default     = []
   nullable    = false

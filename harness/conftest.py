@@ -72,6 +72,22 @@ def pytest_configure(config: pytest.Config) -> None:
         HarnessSettings.from_options(config)
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:  # the main process (xdist workers have no terminal)
+        handler = _TerminalProgress(reporter)
+        logging.getLogger("natlab.terraform").addHandler(handler)
+        logging.getLogger("natlab.terraform").setLevel(logging.INFO)
+
+
+class _TerminalProgress(logging.Handler):
+    """Shows Terraform's progress lines ("terraform apply: 20 s elapsed...") while long phases run."""
+
+    def __init__(self, reporter: Any) -> None:
+        super().__init__(logging.INFO)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reporter.write_line(f"natlab: {record.getMessage()}")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import pytest
 from natlab.failover import FAULTS, run_failover
 from natlab.lab import Lab
 
+from natkit.userdata import render
+
 ZONE = "us-east-1a"
 
 
@@ -24,6 +26,23 @@ def test_first_nat_serves_the_zone_from_the_first_apply(one_zone_lab: Lab):
     assert "masquerade" in (etc.get("nftables/nat-instance.nft") or ""), etc
     assert "systemctl enable nftables" in box.shim_calls()
     assert any(r.path.endswith("/api/token") for r in box.imds_requests), "IMDSv2 token was never requested"
+
+
+def test_instance_ran_the_user_data_terraform_rendered_byte_for_byte(one_zone_lab: Lab):
+    lab = one_zone_lab
+    zone = lab.zones[ZONE]
+    box = lab.sandbox(lab.current_nat(ZONE))
+    assert box is not None
+    expected = render(
+        zone=ZONE,
+        asg_name=zone.asg_name,
+        route_table_ids=zone.route_table_ids,
+        served_cidrs=["10.0.0.0/16"],
+        eip_allocation_id=zone.eip_allocation_id,
+        alarm_name=zone.alarm_name,
+        lifecycle_hook_name=lab.outputs["lifecycle_hook_name"],
+    )
+    assert box.original_user_data.decode() == expected
 
 
 @pytest.mark.parametrize("fault", FAULTS)

@@ -18,8 +18,8 @@ variables {
   name   = "egress"
   vpc_id = "vpc-0a000001"
   zones = {
-    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"] }
-    "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_table_ids = ["rtb-0b000001"] }
+    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" } }
+    "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_tables = { main = "rtb-0b000001" } }
   }
 }
 

@@ -14,7 +14,7 @@ variables {
   name   = "egress"
   vpc_id = "vpc-0a000001"
   zones = {
-    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001", "rtb-0a000002"] }
+    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { app = "rtb-0a000001", db = "rtb-0a000002" } }
   }
 }
 

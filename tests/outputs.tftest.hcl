@@ -40,8 +40,8 @@ variables {
   name   = "egress"
   vpc_id = "vpc-0a000001"
   zones = {
-    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"] }
-    "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_table_ids = ["rtb-0b000001"] }
+    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" } }
+    "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_tables = { main = "rtb-0b000001" } }
   }
 }
 
@@ -122,8 +122,8 @@ run "existing_elastic_ips" {
   variables {
     elastic_ip = "existing"
     zones = {
-      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"], eip_allocation_id = "eipalloc-0a00000e" }
-      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_table_ids = ["rtb-0b000001"], eip_allocation_id = "eipalloc-0b00000e" }
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" }, eip_allocation_id = "eipalloc-0a00000e" }
+      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_tables = { main = "rtb-0b000001" }, eip_allocation_id = "eipalloc-0b00000e" }
     }
   }
 

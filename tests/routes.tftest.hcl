@@ -43,7 +43,7 @@ variables {
   name   = "egress"
   vpc_id = "vpc-0a000001"
   zones = {
-    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"] }
+    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" } }
   }
 }
 
@@ -56,22 +56,22 @@ run "one_zone_routes_its_table_through_a_placeholder_interface" {
   }
 
   assert {
-    condition     = keys(aws_route.private_default) == ["eu-west-1a/rtb-0a000001"]
-    error_message = "Routes must be keyed <zone>/<route table>."
+    condition     = keys(aws_route.private_default) == ["eu-west-1a/main"]
+    error_message = "Routes must be keyed <zone>/<route table key>."
   }
 
   assert {
-    condition     = aws_route.private_default["eu-west-1a/rtb-0a000001"].route_table_id == "rtb-0a000001"
+    condition     = aws_route.private_default["eu-west-1a/main"].route_table_id == "rtb-0a000001"
     error_message = "The route must be in the zone's private route table."
   }
 
   assert {
-    condition     = aws_route.private_default["eu-west-1a/rtb-0a000001"].destination_cidr_block == "0.0.0.0/0"
+    condition     = aws_route.private_default["eu-west-1a/main"].destination_cidr_block == "0.0.0.0/0"
     error_message = "The default route_destination_cidr is 0.0.0.0/0."
   }
 
   assert {
-    condition     = aws_route.private_default["eu-west-1a/rtb-0a000001"].network_interface_id == "eni-0a000001"
+    condition     = aws_route.private_default["eu-west-1a/main"].network_interface_id == "eni-0a000001"
     error_message = "Before the first boot the route must target the zone's placeholder interface."
   }
 
@@ -86,9 +86,9 @@ run "three_zones_route_each_table_through_its_own_zone" {
 
   variables {
     zones = {
-      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001", "rtb-0a000002"] }
-      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_table_ids = ["rtb-0b000001", "rtb-0b000002"] }
-      "eu-west-1c" = { public_subnet_id = "subnet-0c000001", private_route_table_ids = ["rtb-0c000001"] }
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { app = "rtb-0a000001", db = "rtb-0a000002" } }
+      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_tables = { db = "rtb-0b000002", app = "rtb-0b000001" } }
+      "eu-west-1c" = { public_subnet_id = "subnet-0c000001", private_route_tables = { main = "rtb-0c000001" } }
     }
   }
 
@@ -103,9 +103,14 @@ run "three_zones_route_each_table_through_its_own_zone" {
   }
 
   assert {
+    condition     = sort(keys(aws_route.private_default)) == tolist(["eu-west-1a/app", "eu-west-1a/db", "eu-west-1b/app", "eu-west-1b/db", "eu-west-1c/main"])
+    error_message = "Routes must be keyed <zone>/<route table key>, not by route table ID or list position."
+  }
+
+  assert {
     condition = alltrue([
       for key, route in aws_route.private_default :
-      route.network_interface_id == aws_network_interface.route_placeholder[split("/", key)[0]].id && route.route_table_id == split("/", key)[1]
+      route.network_interface_id == aws_network_interface.route_placeholder[split("/", key)[0]].id && route.route_table_id == var.zones[split("/", key)[0]].private_route_tables[split("/", key)[1]]
     ])
     error_message = "Each route must be in its own table and target its own zone's placeholder interface."
   }
@@ -130,7 +135,7 @@ run "three_zones_route_each_table_through_its_own_zone" {
       base64decode(aws_launch_template.this["eu-west-1b"].user_data),
       "rtb-0b000001 rtb-0b000002"
     )
-    error_message = "The user data of a zone must list that zone's route tables, space separated."
+    error_message = "The user data of a zone must list that zone's route tables, space separated, in lexical order of their keys."
   }
 
   assert {
@@ -147,7 +152,7 @@ run "routes_a_custom_destination" {
   }
 
   assert {
-    condition     = aws_route.private_default["eu-west-1a/rtb-0a000001"].destination_cidr_block == "192.0.2.0/24"
+    condition     = aws_route.private_default["eu-west-1a/main"].destination_cidr_block == "192.0.2.0/24"
     error_message = "Routes must use route_destination_cidr."
   }
 
@@ -161,12 +166,17 @@ run "serves_every_associated_vpc_cidr_by_default" {
   command = plan
 
   assert {
-    condition     = sort(keys(aws_vpc_security_group_ingress_rule.served)) == tolist(["10.0.0.0/16", "100.64.0.0/16"])
+    condition     = length(aws_security_group.this.ingress) == 1
+    error_message = "The security group must have exactly one ingress rule, from the served CIDR blocks."
+  }
+
+  assert {
+    condition     = one(aws_security_group.this.ingress).cidr_blocks == tolist(["10.0.0.0/16", "100.64.0.0/16"])
     error_message = "Without served_cidrs, the NAT must accept the VPC's associated CIDR blocks (and not disassociated ones)."
   }
 
   assert {
-    condition     = alltrue([for rule in aws_vpc_security_group_ingress_rule.served : rule.ip_protocol == "-1"])
+    condition     = one(aws_security_group.this.ingress).protocol == "-1"
     error_message = "Ingress from served CIDR blocks must allow every protocol."
   }
 
@@ -184,12 +194,12 @@ run "serves_only_the_given_cidrs" {
   }
 
   assert {
-    condition     = keys(aws_vpc_security_group_ingress_rule.served) == ["10.0.16.0/20"]
+    condition     = one(aws_security_group.this.ingress).cidr_blocks == tolist(["10.0.16.0/20"])
     error_message = "served_cidrs must replace the VPC's CIDR blocks in the security group."
   }
 
   assert {
-    condition     = aws_vpc_security_group_egress_rule.all.cidr_ipv4 == "0.0.0.0/0" && aws_vpc_security_group_egress_rule.all.ip_protocol == "-1"
+    condition     = one(aws_security_group.this.egress).cidr_blocks == tolist(["0.0.0.0/0"]) && one(aws_security_group.this.egress).protocol == "-1"
     error_message = "The NAT must be allowed to send anything anywhere."
   }
 }

@@ -33,7 +33,8 @@ def _test_file(case: str, zones: list[dict], expected_dir: Path) -> str:
     zone_map = {
         z["zone"]: {
             "public_subnet_id": f"subnet-0{i}{'b' * 15}",
-            "private_route_table_ids": z["route_table_ids"],
+            # Keys rt00, rt01, ... sort like the case's list, so values() keeps its order.
+            "private_route_tables": {f"rt{n:02d}": rtb for n, rtb in enumerate(z["route_table_ids"])},
             **({"eip_allocation_id": z["eip_allocation_id"]} if eip else {}),
         }
         for i, z in enumerate(zones)
@@ -103,11 +104,19 @@ def test_terraform_and_jinja2_render_identical_user_data():
     env = dict(os.environ)
     subprocess.run(
         ["terraform", "init", "-backend=false", "-input=false"],
-        cwd=REPO, env=env, check=True, capture_output=True, timeout=300,
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     result = subprocess.run(
         ["terraform", "test", "-no-color", f"-test-directory={PARITY_DIR.relative_to(REPO)}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     summary = result.stdout.strip().splitlines()[-1:] or [""]
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"

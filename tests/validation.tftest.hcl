@@ -19,8 +19,8 @@ variables {
   name   = "egress"
   vpc_id = "vpc-0a000001"
   zones = {
-    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"] }
-    "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_table_ids = ["rtb-0b000001"] }
+    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" } }
+    "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_tables = { main = "rtb-0b000001" } }
   }
 }
 
@@ -34,8 +34,8 @@ run "accepts_existing_elastic_ips" {
   variables {
     elastic_ip = "existing"
     zones = {
-      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"], eip_allocation_id = "eipalloc-0a000001" }
-      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_table_ids = ["rtb-0b000001"], eip_allocation_id = "eipalloc-0b000001" }
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" }, eip_allocation_id = "eipalloc-0a000001" }
+      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_tables = { main = "rtb-0b000001" }, eip_allocation_id = "eipalloc-0b000001" }
     }
   }
 }
@@ -91,7 +91,7 @@ run "rejects_zone_key_that_is_not_an_availability_zone" {
 
   variables {
     zones = {
-      "public-a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"] }
+      "public-a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" } }
     }
   }
 
@@ -103,7 +103,7 @@ run "rejects_malformed_subnet_id" {
 
   variables {
     zones = {
-      "eu-west-1a" = { public_subnet_id = "sn-0a000001", private_route_table_ids = ["rtb-0a000001"] }
+      "eu-west-1a" = { public_subnet_id = "sn-0a000001", private_route_tables = { main = "rtb-0a000001" } }
     }
   }
 
@@ -115,7 +115,19 @@ run "rejects_zone_without_route_tables" {
 
   variables {
     zones = {
-      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = [] }
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = {} }
+    }
+  }
+
+  expect_failures = [var.zones]
+}
+
+run "rejects_malformed_route_table_key" {
+  command = plan
+
+  variables {
+    zones = {
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { "App Tier" = "rtb-0a000001" } }
     }
   }
 
@@ -127,7 +139,7 @@ run "rejects_malformed_route_table_id" {
 
   variables {
     zones = {
-      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rt-0a000001"] }
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rt-0a000001" } }
     }
   }
 
@@ -139,8 +151,8 @@ run "rejects_route_table_in_two_zones" {
 
   variables {
     zones = {
-      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"] }
-      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_table_ids = ["rtb-0a000001"] }
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" } }
+      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_tables = { main = "rtb-0a000001" } }
     }
   }
 
@@ -153,7 +165,7 @@ run "rejects_malformed_eip_allocation_id" {
   variables {
     elastic_ip = "existing"
     zones = {
-      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"], eip_allocation_id = "eip-0a000001" }
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" }, eip_allocation_id = "eip-0a000001" }
     }
   }
 
@@ -166,8 +178,8 @@ run "rejects_eip_allocation_id_in_two_zones" {
   variables {
     elastic_ip = "existing"
     zones = {
-      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"], eip_allocation_id = "eipalloc-0a000001" }
-      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_table_ids = ["rtb-0b000001"], eip_allocation_id = "eipalloc-0a000001" }
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" }, eip_allocation_id = "eipalloc-0a000001" }
+      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_tables = { main = "rtb-0b000001" }, eip_allocation_id = "eipalloc-0a000001" }
     }
   }
 
@@ -192,8 +204,8 @@ run "rejects_existing_elastic_ip_without_allocation_ids" {
   variables {
     elastic_ip = "existing"
     zones = {
-      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"], eip_allocation_id = "eipalloc-0a000001" }
-      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_table_ids = ["rtb-0b000001"] }
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" }, eip_allocation_id = "eipalloc-0a000001" }
+      "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_tables = { main = "rtb-0b000001" } }
     }
   }
 
@@ -206,7 +218,7 @@ run "rejects_allocation_id_without_existing_elastic_ip" {
   variables {
     elastic_ip = "create"
     zones = {
-      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_table_ids = ["rtb-0a000001"], eip_allocation_id = "eipalloc-0a000001" }
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" }, eip_allocation_id = "eipalloc-0a000001" }
     }
   }
 

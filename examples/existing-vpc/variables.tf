@@ -15,11 +15,11 @@ variable "vpc_id" {
 }
 
 variable "zones" {
-  description = "Existing public subnet and private route tables of each availability zone, keyed by zone name; eip_allocation_id only with elastic_ip = \"existing\"."
+  description = "Existing public subnet and private route tables of each availability zone, keyed by zone name; private_route_tables maps a name of your choice (such as app or db) to a route table ID; eip_allocation_id only with elastic_ip = \"existing\"."
   type = map(object({
-    public_subnet_id        = string
-    private_route_table_ids = list(string)
-    eip_allocation_id       = optional(string)
+    public_subnet_id     = string
+    private_route_tables = map(string)
+    eip_allocation_id    = optional(string)
   }))
 }
 

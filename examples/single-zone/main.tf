@@ -91,13 +91,14 @@ module "nat" {
 
   name   = var.name
   vpc_id = aws_vpc.this.id
-  # The VPC is created here, so its CIDR must be passed rather than looked up.
-  served_cidrs = [aws_vpc.this.cidr_block]
 
+  # The VPC, subnet and route table are created in the same apply: the route
+  # table is keyed by a name chosen here ("private"), known at plan time, and
+  # the module looks the VPC's CIDR blocks up once the VPC exists.
   zones = {
     (local.zone) = {
-      public_subnet_id        = aws_subnet.public.id
-      private_route_table_ids = [aws_route_table.private.id]
+      public_subnet_id     = aws_subnet.public.id
+      private_route_tables = { private = aws_route_table.private.id }
     }
   }
 

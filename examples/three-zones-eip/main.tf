@@ -101,15 +101,15 @@ resource "aws_route_table_association" "private" {
 module "nat" {
   source = "../../"
 
-  name         = var.name
-  vpc_id       = aws_vpc.this.id
-  served_cidrs = [aws_vpc.this.cidr_block]
-  elastic_ip   = "create"
+  name       = var.name
+  vpc_id     = aws_vpc.this.id
+  elastic_ip = "create"
 
+  # Route table IDs are unknown until apply; the keys ("private") are not.
   zones = {
     for zone in keys(local.zones) : zone => {
-      public_subnet_id        = aws_subnet.public[zone].id
-      private_route_table_ids = [aws_route_table.private[zone].id]
+      public_subnet_id     = aws_subnet.public[zone].id
+      private_route_tables = { private = aws_route_table.private[zone].id }
     }
   }
 

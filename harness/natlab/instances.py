@@ -205,6 +205,7 @@ class InstanceSandbox:
         keep: bool = False,
     ) -> None:
         self.identity = identity
+        self.original_user_data = user_data  # as read back from the emulator
         self.user_data = user_data_transform(user_data) if user_data_transform else user_data
         self.backend_port = backend_port
         self.env_overrides = dict(env or {})
