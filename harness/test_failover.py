@@ -65,8 +65,13 @@ def test_packets_flow_before_stop_during_and_flow_after_failover(one_zone_lab: L
     assert result.datagrams_lost and result.datagrams_lost > 0, "no outage seen: was traffic really through the NAT?"
     assert result.outage_seconds is not None and result.outage_seconds <= result.seconds + 1.0, result.summary()
     assert result.egress_address_after is not None
-    # An established flow cannot survive: the new NAT has no conntrack entry for it.
-    assert result.tcp_outcome in ("reset", "stall", "closed"), result.summary()
+    # The new NAT has no conntrack entry for an established flow, but it picks the retransmitted
+    # segment up (nf_conntrack_tcp_loose) and masquerades it keeping the source port; with the Elastic
+    # IP moved along, the server sees the very same address and port and the flow survives. Without an
+    # Elastic IP the public address changes and the server resets the flow
+    # (harness/test_dataplane_failover.py shows that case).
+    assert one_zone_lab.zones[ZONE].eip_allocation_id, "this scenario expects the one-zone lab's Elastic IP"
+    assert result.tcp_outcome == "ok", result.summary()
 
 
 BROKEN_STEPS = {

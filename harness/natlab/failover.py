@@ -31,6 +31,9 @@ FAULTS = ("terminate", "stop", "impair")
 SETTLE_AFTER_BOOT = 3.0
 #: How long egress may take to work again once the route moved (router sync, ARP, conntrack).
 EGRESS_RECOVERY = 5.0
+#: Once egress works again, how long an established flow's retransmission may take to meet the new
+#: NAT (Linux doubles its retransmission timeout from 200 ms: a 3 s outage puts the next one ~3 s out).
+TCP_SETTLE = 8.0
 
 
 @dataclass
@@ -104,7 +107,10 @@ def run_failover(lab: Lab, zone: str, fault: str = "terminate", *, probes: bool 
         if lab.vpc is not None and probes:
             subnet = lab.zones[zone].private_subnet_id
             stream = running.enter_context(lab.vpc.udp_stream(subnet, rate=100, duration=lab.settings.sla + 10))
-            tcp = running.enter_context(lab.vpc.tcp_hold(subnet, duration=lab.settings.sla + 10))
+            # No stall limit: the connection's fate is decided when its retransmission meets the new NAT.
+            tcp = running.enter_context(
+                lab.vpc.tcp_hold(subnet, duration=lab.settings.sla + 10, stall=lab.settings.sla + 10)
+            )
             stream.wait_received(10)
         result.fault_at = time.monotonic()
         lab.timeline.mark(FAULT_INJECTED, SOURCE_FAULT, f"{fault} {old}", at=result.fault_at)
@@ -118,6 +124,7 @@ def run_failover(lab: Lab, zone: str, fault: str = "terminate", *, probes: bool 
             stream.stop()
             _record_outage(lab, result, stream)
         if tcp is not None:
+            _settle(tcp, TCP_SETTLE)
             tcp.stop()
             result.tcp_outcome = tcp.outcome
     for other, before in others.items():
@@ -160,6 +167,12 @@ def _wait_for_switch(lab: Lab, result: FailoverResult) -> None:
         f"ENI {result.new_eni or '(no replacement booted)'}, "
         f"{'after its boot script exited' if boot_exited_at else f'within the {result.sla:.0f} s SLA'}"
     )
+
+
+def _settle(tcp: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not tcp.done and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _launched(lab: Lab, zone: str) -> list[str]:
