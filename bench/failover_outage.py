@@ -1,6 +1,6 @@
 """Measures the failover on the embedded emulator N times: route switch time and data-plane outage.
 
-One lab (harness/fixtures/one_zone, Elastic IP, alarm, launch hook) is applied once; then the NAT is
+One lab (harness/fixtures/vpc_nat in one zone, Elastic IP, alarm, launch hook) is applied once; then the NAT is
 terminated N times in a row, each time with a 100/s UDP stream running from the private workload.
 Boot delay is zero unless --boot-delay says otherwise, so the figures are what this machine adds:
 the fleet noticing the replacement, the real boot script with the real aws CLI, and the router.
@@ -50,7 +50,9 @@ def main() -> int:
     settings = HarnessSettings(boot_delay=args.boot_delay, report_dir=REPO / ".build" / "bench-reports")
     runs = []
     with MotoBackend() as backend:
-        config = LabConfig("one_zone", name="natbench-1z", tf_vars={"elastic_ip": "create"})
+        config = LabConfig(
+            "vpc_nat", name="natbench-1z", tf_vars={"elastic_ip": "create", "availability_zones": ["us-east-1a"]}
+        )
         with Lab(backend, config, settings, run_id=f"bench-{uuid.uuid4().hex[:6]}") as lab:
             if lab.vpc is None:
                 print(f"data plane unavailable: {lab.dataplane_skip_reason}", file=sys.stderr)

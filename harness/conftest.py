@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from natlab.backend import Backend, BackendError, make_backend
+from moto.server import ThreadedMotoServer
+from natlab.backend import Backend, BackendError, MotoBackend, make_backend
+from natlab.dataplane_lab import CloudLab, MotoEc2, build_cloud, ec2_client
 from natlab.failover import FailoverResult
 from natlab.failover_report import report_failover
 from natlab.lab import Lab, LabConfig
@@ -149,6 +151,11 @@ def _hold_for_debugging(settings: HarnessSettings, config: LabConfig, lab: Lab) 
         logger.warning("--keep without a terminal: the lab's files stay, the emulator ends with this run")
 
 
+def _lab_config(name: str, zones: list[str]) -> LabConfig:
+    # Elastic IPs: moto gives launched instances no public IP, so egress needs one to be seen at all.
+    return LabConfig("vpc_nat", name=name, tf_vars={"elastic_ip": "create", "availability_zones": zones})
+
+
 def _lab(backend: Backend, settings: HarnessSettings, run_id: str, config: LabConfig) -> Iterator[Lab]:
     backend.reset()
     with Lab(backend, config, settings, run_id) as lab:
@@ -161,16 +168,12 @@ def _lab(backend: Backend, settings: HarnessSettings, run_id: str, config: LabCo
 
 @pytest.fixture(scope="module")
 def one_zone_lab(backend: Backend, settings: HarnessSettings, run_id: str) -> Iterator[Lab]:
-    yield from _lab(
-        backend, settings, run_id, LabConfig("one_zone", name="natlab-1z", tf_vars={"elastic_ip": "create"})
-    )
+    yield from _lab(backend, settings, run_id, _lab_config("natlab-1z", ONE_ZONE))
 
 
 @pytest.fixture(scope="module")
 def three_zone_lab(backend: Backend, settings: HarnessSettings, run_id: str) -> Iterator[Lab]:
-    yield from _lab(
-        backend, settings, run_id, LabConfig("three_zones", name="natlab-3z", tf_vars={"elastic_ip": "create"})
-    )
+    yield from _lab(backend, settings, run_id, _lab_config("natlab-3z", THREE_ZONES))
 
 
 @pytest.fixture(autouse=True)
@@ -182,6 +185,8 @@ def _attach_lab_to_item(request: pytest.FixtureRequest) -> None:
 
 
 KEPT_LABS = "kept-labs.txt"
+ONE_ZONE = ["us-east-1a"]
+THREE_ZONES = ["us-east-1a", "us-east-1b", "us-east-1c"]
 TIMELINE_PROPERTY = "natlab_failover_timeline"
 
 
@@ -215,3 +220,41 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_sep("-", "labs left up (--keep)")
         terminalreporter.write_line(kept.read_text())
         kept.unlink()
+
+
+# --- Emulators for the unit-level tests of the harness's own parts --------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[MotoBackend]:
+    """A MotoBackend (with natlab's moto fixes) for one test module."""
+    with MotoBackend() as server:
+        yield server
+
+
+@pytest.fixture
+def aws(moto_server: MotoBackend) -> MotoBackend:
+    """The module's moto, emptied before each test."""
+    moto_server.reset()
+    return moto_server
+
+
+@pytest.fixture(scope="module")
+def moto_ec2() -> Iterator[MotoEc2]:
+    """A plain moto server (no natlab fixes applied by it) and its EC2 client, for data-plane tests."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        yield MotoEc2(ec2_client(endpoint), endpoint)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def lab(moto_ec2: MotoEc2) -> CloudLab:
+    """A fresh VPC with a public and a private subnet and two NAT instances (data-plane tests)."""
+    moto_ec2.reset()
+    return build_cloud(moto_ec2.client)

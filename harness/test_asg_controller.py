@@ -32,18 +32,6 @@ DELAYS = AwsDelays(
 TIMEOUT = 5.0
 
 
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[MotoBackend]:
-    with MotoBackend() as backend:
-        yield backend
-
-
-@pytest.fixture
-def aws(moto_server: MotoBackend) -> MotoBackend:
-    moto_server.reset()
-    return moto_server
-
-
 @pytest.fixture
 def events() -> list[tuple[str, str]]:
     return []

@@ -22,19 +22,6 @@ from natlab.backend import (
 from natlab.terraform import TerraformError, TerraformWorkdir
 from test_moto_fixes import make_group
 
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[MotoBackend]:
-    with MotoBackend() as backend:
-        yield backend
-
-
-@pytest.fixture
-def aws(moto_server: MotoBackend) -> MotoBackend:
-    moto_server.reset()
-    return moto_server
-
-
 # --- moto ----------------------------------------------------------------------------------------
 
 

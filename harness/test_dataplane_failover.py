@@ -9,38 +9,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
 
 import pytest
-from moto.server import ThreadedMotoServer
 from natlab import netns
 from natlab.dataplane import EmulatedVpc
-from natlab.dataplane_lab import CloudLab, MotoEc2, build_cloud, ec2_client, nat_instance
+from natlab.dataplane_lab import CloudLab, nat_instance
 
 pytestmark = [
     pytest.mark.dataplane,
     pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or ""),
 ]
 log = logging.getLogger(__name__)
-
-
-@pytest.fixture(scope="module")
-def moto_ec2() -> Iterator[MotoEc2]:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        yield MotoEc2(ec2_client(endpoint), endpoint)
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def lab(moto_ec2: MotoEc2) -> CloudLab:
-    moto_ec2.reset()
-    return build_cloud(moto_ec2.client)
 
 
 def test_killing_nat_a_and_moving_the_route_to_ready_nat_b(lab: CloudLab, request: pytest.FixtureRequest) -> None:

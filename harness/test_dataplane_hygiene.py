@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 
 import pytest
-from moto.server import ThreadedMotoServer
 from natlab import netns
 from natlab.dataplane import EmulatedVpc
-from natlab.dataplane_lab import MotoEc2, build_cloud, ec2_client, nat_instance
+from natlab.dataplane_lab import MotoEc2, build_cloud, nat_instance
 from natlab.route_sync import CloudView, SubnetPort, Target, desired_state, igw_nat
 
 needs_netns = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
@@ -33,17 +31,6 @@ def _leftovers(vpc: EmulatedVpc, pids: list[int]) -> list[str]:
     if vpc.sync is not None and vpc.sync._thread is not None and vpc.sync._thread.is_alive():
         found.append("route sync thread")
     return found
-
-
-@pytest.fixture(scope="module")
-def moto_ec2() -> Iterator[MotoEc2]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield MotoEc2(ec2_client(f"http://{host}:{port}"), f"http://{host}:{port}")
-    finally:
-        server.stop()
 
 
 @needs_netns

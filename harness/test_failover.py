@@ -1,6 +1,6 @@
 """The headline promise, end to end: a dead NAT is replaced and the zone's routes follow it within the SLA.
 
-One lab (a Terraform apply of harness/fixtures/one_zone) serves the scenarios of this file in order;
+One lab (a Terraform apply of harness/fixtures/vpc_nat in one zone) serves the scenarios of this file in order;
 the last one destroys it and checks the emulator holds nothing of the module any more.
 """
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
@@ -13,18 +12,6 @@ from natlab.backend import MotoBackend
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 MOTO_SERVER_ERROR = (ClientError, ResponseParserError)  # moto's HTTP 500 is an HTML page
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[MotoBackend]:
-    with MotoBackend() as backend:
-        yield backend
-
-
-@pytest.fixture
-def aws(moto_server: MotoBackend) -> MotoBackend:
-    moto_server.reset()
-    return moto_server
 
 
 def make_group(
