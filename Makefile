@@ -9,9 +9,12 @@ EXAMPLES := $(wildcard examples/*/)
 
 # Two workers, one test file each at a time: the one-zone and three-zone labs apply side by side.
 HARNESS_PARALLEL := -n 2 --dist loadfile
+# Without root, the harness runs inside user namespaces where they are allowed (else the data-plane
+# tests skip and say why).
+AS_NETNS_ROOT := $(shell [ "$$(id -u)" = 0 ] || ! unshare -Urn true 2>/dev/null || echo scripts/rootless.sh)
 
 verify: bootstrap ## Failover verification: `pytest harness` on the embedded emulator.
-	$(ENV) pytest harness $(HARNESS_PARALLEL) $(PYTEST_ARGS)
+	$(ENV) $(AS_NETNS_ROOT) pytest harness $(HARNESS_PARALLEL) $(PYTEST_ARGS)
 
 test: bootstrap lint terraform-checks terraform-test pytest-unit checkov harness ## Everything CI runs.
 
@@ -39,7 +42,7 @@ checkov: ## Reads .checkov.yaml (offline, terraform only, reasons for every skip
 	$(ENV) .venv-checkov/bin/checkov --directory . --quiet
 
 harness:
-	$(ENV) pytest harness $(HARNESS_PARALLEL) $(PYTEST_ARGS)
+	$(ENV) $(AS_NETNS_ROOT) pytest harness $(HARNESS_PARALLEL) $(PYTEST_ARGS)
 
 docs: bootstrap ## Regenerates the README's inputs/outputs tables.
 	$(ENV) python -m natkit.readme_tables --write

@@ -103,11 +103,13 @@ def test_failover_check_fails_for_a_broken_boot_script(one_zone_lab: Lab, broken
     finally:
         lab.sabotage = None
     expected = {
-        "skips-routes": "still target",
-        "keeps-source-dest-check": "source/dest check is still on",
-        "forgets-masquerade": "egress from",
+        "skips-routes": ["still target"],
+        # The control plane sees the flag; real packets are dropped by the emulated VPC as EC2 would.
+        "keeps-source-dest-check": ["source/dest check is still on"] + (["egress from"] if lab.vpc else []),
+        "forgets-masquerade": ["egress from"],
     }[broken]
-    assert any(expected in problem for problem in result.problems), result.summary()
+    for problem in expected:
+        assert any(problem in found for found in result.problems), f"{problem!r} not reported:\n{result.summary()}"
     # Put a healthy NAT back for the scenarios that follow.
     healed = run_failover(lab, ZONE, "terminate", probes=False)
     assert healed.problems == [], healed.summary()
