@@ -280,6 +280,8 @@ class InstanceSandbox:
         for mountpoint in OVERLAID:
             self.upper(mountpoint).mkdir(parents=True, exist_ok=True)
             (self.dir / "work" / mountpoint.strip("/")).mkdir(parents=True, exist_ok=True)
+            if in_user_namespace():
+                _mirror_directories(Path(mountpoint), self.upper(mountpoint))
         (self.dir / "user-data").write_bytes(self.user_data)
         self.shim_log_path.touch()
         mounts = []
@@ -474,6 +476,32 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except FileNotFoundError:
         return ""
+
+
+def in_user_namespace() -> bool:
+    """True when this process runs in a user namespace (the rootless harness), not as the machine's root."""
+    try:
+        return Path("/proc/self/uid_map").read_text().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def _mirror_directories(lower: Path, upper: Path) -> None:
+    """Pre-creates lower's directories in the overlay's upper dir (same modes).
+
+    In a user namespace the lower directories belong to an unmapped owner, so the namespace's root
+    may not create files in them; a directory that also exists in the upper dir takes the upper
+    one's owner (us) in the merged view, and writes work as they would for the machine's root.
+    """
+    for directory, subdirs, _ in os.walk(lower, onerror=lambda error: None):
+        for name in subdirs:
+            source = Path(directory) / name
+            if source.is_symlink():
+                continue
+            target = upper / source.relative_to(lower)
+            with contextlib.suppress(OSError):
+                target.mkdir(exist_ok=True)
+                target.chmod(source.stat().st_mode & 0o7777 | 0o700)
 
 
 def _overlay_changes(upper: Path) -> dict[str, str | None]:
