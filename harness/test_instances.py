@@ -17,7 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from natlab import netns
 from natlab.imds import InstanceIdentity
-from natlab.instances import InstanceFleet, InstanceSandbox, identity_from_backend
+from natlab.instances import InstanceFleet, InstanceSandbox, identity_from_backend, mirror_directories
 from natlab.netns import Namespace
 from natlab.relay import TcpRelay
 
@@ -277,3 +277,15 @@ def test_fleet_boots_asg_instances_and_kills_the_terminated_one(ec2: Any, moto_p
     names, pids = _leftovers(first["InstanceId"])
     assert names == [] and pids == []
     assert _leftovers(new.identity.instance_id) == ([], [])
+
+
+def test_rootless_overlay_gets_the_lower_directories_with_their_modes(tmp_path: Path) -> None:
+    lower, upper = tmp_path / "etc", tmp_path / "upper"
+    (lower / "sysctl.d").mkdir(parents=True)
+    (lower / "ssl" / "private").mkdir(parents=True)
+    (lower / "ssl" / "private").chmod(0o700)
+    (lower / "hostname").write_text("lower file\n")
+    upper.mkdir()
+    mirror_directories(lower, upper)
+    assert sorted(str(p.relative_to(upper)) for p in upper.rglob("*")) == ["ssl", "ssl/private", "sysctl.d"]
+    assert (upper / "ssl" / "private").stat().st_mode & 0o777 == 0o700

@@ -281,7 +281,7 @@ class InstanceSandbox:
             self.upper(mountpoint).mkdir(parents=True, exist_ok=True)
             (self.dir / "work" / mountpoint.strip("/")).mkdir(parents=True, exist_ok=True)
             if in_user_namespace():
-                _mirror_directories(Path(mountpoint), self.upper(mountpoint))
+                mirror_directories(Path(mountpoint), self.upper(mountpoint))
         (self.dir / "user-data").write_bytes(self.user_data)
         self.shim_log_path.touch()
         mounts = []
@@ -486,7 +486,7 @@ def in_user_namespace() -> bool:
         return False
 
 
-def _mirror_directories(lower: Path, upper: Path) -> None:
+def mirror_directories(lower: Path, upper: Path) -> None:
     """Pre-creates lower's directories in the overlay's upper dir (same modes).
 
     In a user namespace the lower directories belong to an unmapped owner, so the namespace's root
