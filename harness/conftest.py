@@ -15,7 +15,7 @@ from natlab.dataplane_lab import CloudLab, MotoEc2, build_cloud, ec2_client
 from natlab.failover import FailoverResult
 from natlab.failover_report import report_failover
 from natlab.lab import Lab, LabConfig
-from natlab.netns import PREFIX, RUN_ID, cleanup_all, cleanup_stale
+from natlab.netns import PREFIX, RUN_ID, cleanup_all, cleanup_stale, unavailable_reason
 from natlab.settings import HarnessSettings, SettingsError
 
 logger = logging.getLogger("natlab")
@@ -157,6 +157,9 @@ def _lab_config(name: str, zones: list[str]) -> LabConfig:
 
 
 def _lab(backend: Backend, settings: HarnessSettings, run_id: str, config: LabConfig) -> Iterator[Lab]:
+    missing = unavailable_reason()
+    if missing and isinstance(backend, MotoBackend):
+        pytest.skip(f"emulated instances boot in network namespaces, which are unavailable here: {missing}")
     backend.reset()
     with Lab(backend, config, settings, run_id) as lab:
         try:
