@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_REGION = "us-east-1"
 RUN_ID_TAG = "natlab:run-id"
 REQUIRED_SERVICES = ("ec2", "autoscaling", "iam", "sts", "cloudwatch", "sns")
+#: moto's own Amazon Linux 2023 arm64 image in us-east-1 (the module's AMI lookup is for real AWS).
 MOTO_AL2023_ARM64_AMI = "ami-08a311a6aaa3cd94a"
 TERMINATE_ACTION = "arn:aws:automate:{region}:ec2:terminate"
 
@@ -171,10 +172,6 @@ class MotoBackend(Backend):
 
     def env(self) -> dict[str, str]:
         return super().env() | {"LOCALSTACK_HOST": self.localstack_host}
-
-    def tf_vars(self) -> dict[str, str]:
-        # moto's Amazon Linux 2023 arm64 image in us-east-1 (its AMI catalogue has no SSM lookup).
-        return super().tf_vars() | {"ami_id": MOTO_AL2023_ARM64_AMI}
 
     def start(self) -> Self:
         from moto.server import ThreadedMotoServer

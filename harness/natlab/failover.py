@@ -189,7 +189,7 @@ def _check_replacement(lab: Lab, result: FailoverResult) -> None:
     if eni.get("SourceDestCheck", True):
         result.problems.append(f"source/dest check is still on for {result.new_eni}: EC2 drops forwarded traffic")
     try:
-        serving = _poll_in_service(lab, result.zone, result.new_instance)
+        serving = _poll_in_service(lab, result)
     except TimeoutError as error:
         serving = lab.in_service(result.zone)
         result.problems.append(str(error))
@@ -213,15 +213,25 @@ def _check_replacement(lab: Lab, result: FailoverResult) -> None:
             )
 
 
-def _poll_in_service(lab: Lab, zone: str, instance: str) -> list[str]:
-    """The lifecycle hook keeps the replacement in Pending:Wait until its boot script says CONTINUE."""
-    deadline = time.monotonic() + SETTLE_AFTER_BOOT * 3
+def _poll_in_service(lab: Lab, result: FailoverResult) -> list[str]:
+    """Waits for the replacement to be the zone's only InService instance.
+
+    The lifecycle hook keeps it in Pending:Wait until its boot script's last step says CONTINUE, so
+    wait for that (within the SLA), and give up a little after the script has exited.
+    """
+    instance = result.new_instance
+    deadline = result.fault_at + result.sla
+    exited_at: float | None = None
     while True:
-        serving = lab.in_service(zone)
+        serving = lab.in_service(result.zone)
         if serving == [instance]:
             return serving
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{instance} not the only InService instance of {zone} (found {serving})")
+        box = lab.sandbox(instance) if instance else None
+        if exited_at is None and box is not None and box.exit_code is not None:
+            exited_at = time.monotonic()
+        now = time.monotonic()
+        if now > deadline or (exited_at is not None and now - exited_at > SETTLE_AFTER_BOOT):
+            raise TimeoutError(f"{instance} not the only InService instance of {result.zone} (found {serving})")
         time.sleep(0.05)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from natlab.asg_controller import AsgHealthController, AwsDelays
-from natlab.backend import Backend, MotoBackend
+from natlab.backend import MOTO_AL2023_ARM64_AMI, Backend, MotoBackend
 from natlab.dataplane import EmulatedVpc
 from natlab.instances import InstanceFleet, InstanceSandbox
 from natlab.netns import unavailable_reason
@@ -81,7 +81,7 @@ class Lab:
         self._stack = contextlib.ExitStack()
         self.terraform = TerraformWorkdir(
             config.fixture,
-            tf_vars=backend.tf_vars() | {"run_id": run_id, "name": config.name} | config.tf_vars,
+            tf_vars=backend.tf_vars() | {"run_id": run_id, "name": config.name} | _ami(backend) | config.tf_vars,
             env=backend.env(),
             keep=settings.keep,
         )
@@ -262,6 +262,11 @@ class Lab:
         if self.fleet:
             lines += [f"instance {box.identity.instance_id}: {box.dir}" for box in self.fleet.live()]
         return "\n".join(lines)
+
+
+def _ami(backend: Backend) -> dict[str, str]:
+    """On moto, its own AL2023 image; elsewhere the module looks the latest one up."""
+    return {"ami_id": MOTO_AL2023_ARM64_AMI} if isinstance(backend, MotoBackend) else {}
 
 
 def poll(probe: Callable[[], T], *, what: str, timeout: float, interval: float = 0.05) -> T:
