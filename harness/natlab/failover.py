@@ -124,9 +124,9 @@ def run_failover(lab: Lab, zone: str, fault: str = "terminate", *, probes: bool 
             stream.stop()
             _record_outage(lab, result, stream)
         if tcp is not None:
-            _settle(tcp, TCP_SETTLE)
+            _settle(tcp, result, TCP_SETTLE)
             tcp.stop()
-            result.tcp_outcome = tcp.outcome
+            result.tcp_outcome = _tcp_fate(tcp, result)
     for other, before in others.items():
         after = lab.route_targets(other)
         if after != before:
@@ -169,10 +169,23 @@ def _wait_for_switch(lab: Lab, result: FailoverResult) -> None:
     )
 
 
-def _settle(tcp: Any, timeout: float) -> None:
+def _echoed_after_switch(tcp: Any, result: FailoverResult) -> bool:
+    switched = result.route_switched_at
+    return switched is not None and any(e.kind == "echo" and e.mono > switched for e in tcp.events)
+
+
+def _settle(tcp: Any, result: FailoverResult, timeout: float) -> None:
+    """Until the held connection resumes through the new NAT, ends, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
-    while not tcp.done and time.monotonic() < deadline:
+    while not tcp.done and not _echoed_after_switch(tcp, result) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _tcp_fate(tcp: Any, result: FailoverResult) -> str:
+    """ "survived" (echoes again after the switch), "silent" (still open, no echo), or how it ended."""
+    if tcp.outcome != "ok":
+        return tcp.outcome  # reset, closed, stall, error
+    return "survived" if _echoed_after_switch(tcp, result) else "silent"
 
 
 def _launched(lab: Lab, zone: str) -> list[str]:
