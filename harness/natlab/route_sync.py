@@ -223,26 +223,33 @@ def igw_nat(view: CloudView) -> dict[str, str]:
 
 
 def nft_ruleset(igw_dev: str) -> str:
-    """The router's nftables table: IGW 1:1 NAT driven by three sets/maps kept by ``RouteSync``."""
+    """The router's nftables table: the IGW's 1:1 NAT, driven by two maps and a set kept by ``RouteSync``.
+
+    Stateless, as on AWS: the VPC router and the internet gateway keep no connection state, and the
+    gateway rewrites addresses one to one (never ports). A flow that moves to another NAT instance
+    carrying the same Elastic IP therefore leaves with the same public address and port.
+    """
     return f"""
 table ip {NFT_TABLE} {{
     map igw_in {{ type ipv4_addr : ipv4_addr; }}
     map igw_out {{ type ipv4_addr : ipv4_addr; }}
     set igw_private {{ type ipv4_addr; }}
-    chain igw_dnat {{
-        type nat hook prerouting priority dstnat; policy accept;
-        iifname "{igw_dev}" dnat to ip daddr map @igw_in
+    chain stateless {{
+        type filter hook prerouting priority raw; policy accept;
+        notrack
     }}
-    chain igw_snat {{
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "{igw_dev}" snat to ip saddr map @igw_out
+    chain igw_rewrite_in {{
+        type filter hook prerouting priority mangle; policy accept;
+        iifname "{igw_dev}" ip daddr set ip daddr map @igw_in
     }}
     chain igw_filter {{
         type filter hook forward priority filter; policy accept;
         oifname "{igw_dev}" ip saddr != @igw_private counter drop comment "IGW: no public IP"
-        iifname "{igw_dev}" ct state established,related accept
-        iifname "{igw_dev}" ct status dnat accept
-        iifname "{igw_dev}" counter drop comment "IGW: not addressed to a public IP"
+        iifname "{igw_dev}" ip daddr != @igw_private counter drop comment "IGW: not addressed to a public IP"
+    }}
+    chain igw_rewrite_out {{
+        type filter hook postrouting priority mangle; policy accept;
+        oifname "{igw_dev}" ip saddr set ip saddr map @igw_out
     }}
 }}
 """
@@ -424,16 +431,6 @@ class RouteSync:
             return []
         old = self.applied_nat
         self._batch("nft", [*self.router.exec_prefix(), "nft", "-f", "-"], [_nft_map_update(wanted)])
-        # Flows NATed with a mapping that changed keep it in conntrack: forget them.
-        for priv in sorted(set(old) | set(wanted)):
-            if old.get(priv) != wanted.get(priv):
-                for argv in (["-s", priv], ["-d", old.get(priv) or wanted[priv]]):
-                    subprocess.run(
-                        [*self.router.exec_prefix(), "conntrack", "-D", *argv],
-                        capture_output=True,
-                        timeout=APPLY_TIMEOUT,
-                        check=False,
-                    )
         self.applied_nat = dict(wanted)
         texts = [
             f"igw nat {priv} ↔ {wanted[priv]}" if priv in wanted else f"igw nat {priv} ↔ {old[priv]} removed"
