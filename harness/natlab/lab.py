@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 from natlab.asg_controller import AsgHealthController, AwsDelays
 from natlab.backend import MOTO_AL2023_ARM64_AMI, Backend, MotoBackend
@@ -102,15 +103,17 @@ class Lab:
     def _start(self) -> None:
         self._stack.enter_context(self.terraform)
         self.terraform.apply(targets=NETWORK_TARGETS)
-        emulated = isinstance(self.backend, MotoBackend)
         self.dataplane_skip_reason = self._dataplane_unavailable()
         if self.dataplane_skip_reason is None:
             self.vpc = self._stack.enter_context(EmulatedVpc(self.ec2, self._vpc_id(), on_event=self._on_router_event))
-        if emulated:
+        if isinstance(self.backend, MotoBackend):
+            # moto has no health loop; LocalStack and AWS have their own.
             self.controller = self._stack.enter_context(
                 AsgHealthController(self.backend, delays=CONTROLLER_DELAYS, on_event=self._on_asg_event)
             )
-            assert isinstance(self.backend, MotoBackend) and self.backend.port is not None
+        port = _loopback_port(self.backend.endpoint_url)
+        if port is not None:
+            # Emulators run no instance: boot each one here (on AWS, EC2 does).
             sandbox_options: dict[str, Any] = {
                 "boot_delay": self.settings.boot_delay,
                 "user_data_transform": self._transform_user_data,
@@ -120,7 +123,7 @@ class Lab:
                 sandbox_options["attach"] = self.vpc.attach
             self.fleet = self._stack.enter_context(
                 InstanceFleet(
-                    self.backend.port,
+                    port,
                     region=self.backend.region,
                     on_event=self._on_fleet_event,
                     poll_interval=0.05,
@@ -262,6 +265,16 @@ class Lab:
         if self.fleet:
             lines += [f"instance {box.identity.instance_id}: {box.dir}" for box in self.fleet.live()]
         return "\n".join(lines)
+
+
+def _loopback_port(endpoint_url: str | None) -> int | None:
+    """The port of an emulator on this machine's loopback (instances reach it through a relay)."""
+    if not endpoint_url:
+        return None
+    parsed = urlparse(endpoint_url)
+    if parsed.hostname not in ("127.0.0.1", "localhost"):
+        return None
+    return parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
 def _ami(backend: Backend) -> dict[str, str]:
