@@ -154,7 +154,8 @@ def _wait_for_switch(lab: Lab, result: FailoverResult) -> None:
                 )
                 return
             box = lab.sandbox(instance)
-            if box is not None and box.exit_code is not None and boot_exited_at is None:
+            # A boot that failed abandons its launch and Auto Scaling tries again: keep waiting then.
+            if box is not None and box.exit_code == 0 and boot_exited_at is None:
                 boot_exited_at = time.monotonic()
                 result.new_instance, result.new_eni = instance, eni
         if boot_exited_at is not None and time.monotonic() - boot_exited_at > SETTLE_AFTER_BOOT:
