@@ -65,13 +65,13 @@ def test_packets_flow_before_stop_during_and_flow_after_failover(one_zone_lab: L
     assert result.datagrams_lost and result.datagrams_lost > 0, "no outage seen: was traffic really through the NAT?"
     assert result.outage_seconds is not None and result.outage_seconds <= result.seconds + 1.0, result.summary()
     assert result.egress_address_after is not None
-    # The new NAT has no conntrack entry for an established flow, but it picks the retransmitted
-    # segment up (nf_conntrack_tcp_loose) and masquerades it keeping the source port; with the Elastic
-    # IP moved along, the server sees the very same address and port and the flow survives. Without an
-    # Elastic IP the public address changes and the server resets the flow
-    # (harness/test_dataplane_failover.py shows that case).
+    # The new NAT has no state for an established flow. If the client's retransmission reaches it first,
+    # it picks the flow up (nf_conntrack_tcp_loose) and masquerades it keeping the port: with the Elastic
+    # IP moved along, the server sees the same address and port and the flow survives. If the server's
+    # retransmission arrives first, the new NAT's own stack answers it with a reset. Either way the flow
+    # must not be left hanging.
     assert one_zone_lab.zones[ZONE].eip_allocation_id, "this scenario expects the one-zone lab's Elastic IP"
-    assert result.tcp_outcome == "survived", result.summary()
+    assert result.tcp_outcome in ("survived", "reset"), result.summary()
 
 
 BROKEN_STEPS = {
