@@ -23,8 +23,8 @@ bootstrap:
 
 lint:
 	$(ENV) terraform fmt -check -recursive
-	$(ENV) ruff check natkit harness tests bench
-	$(ENV) ruff format --check natkit harness tests bench
+	$(ENV) ruff check natlab harness tests bench
+	$(ENV) ruff format --check natlab harness tests bench
 
 terraform-checks:
 	$(ENV) terraform init -backend=false -input=false >/dev/null && terraform validate
@@ -45,7 +45,7 @@ harness:
 	$(ENV) $(AS_NETNS_ROOT) pytest harness $(HARNESS_PARALLEL) $(PYTEST_ARGS)
 
 docs: bootstrap ## Regenerates the README's inputs/outputs tables.
-	$(ENV) python -m natkit.readme_tables --write
+	$(ENV) python -m natlab.module.readme_tables --write
 
 bench: bootstrap ## Throughput and failover-outage benchmarks (root: network namespaces).
 	$(ENV) python bench/nat_throughput.py --repeat 3

@@ -21,13 +21,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "harness")]
+from natlab.cloud.backend import MotoBackend
+from natlab.lab.failover import run_failover
+from natlab.lab.lab import Lab, LabConfig
+from natlab.lab.settings import HarnessSettings
 
-from natlab.backend import MotoBackend  # noqa: E402
-from natlab.failover import run_failover  # noqa: E402
-from natlab.lab import Lab, LabConfig  # noqa: E402
-from natlab.settings import HarnessSettings  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+
 
 RESULTS = REPO / "bench" / "results" / "failover_outage.json"
 

@@ -8,7 +8,7 @@ Paths (all namespaces created here, documentation addresses only, removed at exi
   two veths; the NAT masquerades to 198.51.100.1, or only forwards (the server routes back).
 - ``vpc``: the harness's full emulated path, as in the failover tests: workload -> VPC router ->
   NAT instance namespace (masquerade) -> VPC router (IGW 1:1 NAT) -> internet (203.0.113.10),
-  built from a moto VPC by ``natlab.dataplane.EmulatedVpc``.
+  built from a moto VPC by ``natlab.cloud.dataplane.EmulatedVpc``.
 
 Writes ``bench/results/nat_throughput.json`` (with the machine it ran on).
 """
@@ -28,10 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "harness")]
+from natlab.cloud.netns import Namespace, set_sysctl, veth_pair
 
-from natlab.netns import Namespace, set_sysctl, veth_pair  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 log = logging.getLogger("bench.nat_throughput")
 RESULTS = ROOT / "bench" / "results" / "nat_throughput.json"
@@ -113,8 +113,9 @@ def chain(masquerade: bool) -> Iterator[tuple[Namespace, Namespace]]:
 def vpc_path(seconds: float) -> dict[str, Any]:
     """The failover tests' full path (moto VPC, router, NAT instance namespace, IGW NAT)."""
     from moto.server import ThreadedMotoServer
-    from natlab.dataplane import EmulatedVpc
-    from natlab.dataplane_lab import build_cloud, ec2_client, nat_instance
+
+    from natlab.cloud.dataplane import EmulatedVpc
+    from natlab.cloud.dataplane_lab import build_cloud, ec2_client, nat_instance
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

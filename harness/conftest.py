@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
-from natlab.backend import Backend, BackendError, MotoBackend, make_backend
-from natlab.dataplane_lab import CloudLab, MotoEc2, build_cloud, ec2_client
-from natlab.failover import FailoverResult
-from natlab.failover_report import report_failover
-from natlab.lab import Lab, LabConfig
-from natlab.netns import PREFIX, RUN_ID, cleanup_all, cleanup_stale, unavailable_reason
-from natlab.settings import HarnessSettings, SettingsError
+
+from natlab.cloud.backend import Backend, BackendError, MotoBackend, make_backend
+from natlab.cloud.dataplane_lab import CloudLab, MotoEc2, build_cloud, ec2_client
+from natlab.cloud.netns import PREFIX, RUN_ID, cleanup_all, cleanup_stale, unavailable_reason
+from natlab.lab.failover import FailoverResult
+from natlab.lab.failover_report import report_failover
+from natlab.lab.lab import Lab, LabConfig
+from natlab.lab.settings import HarnessSettings, SettingsError
 
 logger = logging.getLogger("natlab")
 
@@ -77,8 +78,8 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:  # the main process (xdist workers have no terminal)
         handler = _TerminalProgress(reporter)
-        logging.getLogger("natlab.terraform").addHandler(handler)
-        logging.getLogger("natlab.terraform").setLevel(logging.INFO)
+        logging.getLogger("natlab.lab.terraform").addHandler(handler)
+        logging.getLogger("natlab.lab.terraform").setLevel(logging.INFO)
 
 
 class _TerminalProgress(logging.Handler):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from natlab.asg_controller import (
+from test_moto_fixes import make_group, only_instance
+
+from natlab.cloud.asg_controller import (
     ALARM,
     GONE,
     LAUNCHED,
@@ -15,8 +17,7 @@ from natlab.asg_controller import (
     AsgHealthController,
     AwsDelays,
 )
-from natlab.backend import MotoBackend
-from test_moto_fixes import make_group, only_instance
+from natlab.cloud.backend import MotoBackend
 
 DELAYS = AwsDelays(
     poll_interval=0.02,

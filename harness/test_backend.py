@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from localstack_client.session import Session as LocalStackSession
-from natlab.backend import (
+from test_moto_fixes import make_group
+
+from natlab.cloud.backend import (
     RUN_ID_TAG,
     AwsBackend,
     BackendError,
@@ -19,8 +21,7 @@ from natlab.backend import (
     MotoBackend,
     make_backend,
 )
-from natlab.terraform import TerraformError, TerraformWorkdir
-from test_moto_fixes import make_group
+from natlab.lab.terraform import TerraformError, TerraformWorkdir
 
 # --- moto ----------------------------------------------------------------------------------------
 

@@ -11,9 +11,10 @@ import logging
 import time
 
 import pytest
-from natlab import netns
-from natlab.dataplane import EmulatedVpc
-from natlab.dataplane_lab import CloudLab, nat_instance
+
+from natlab.cloud import netns
+from natlab.cloud.dataplane import EmulatedVpc
+from natlab.cloud.dataplane_lab import CloudLab, nat_instance
 
 pytestmark = [
     pytest.mark.dataplane,

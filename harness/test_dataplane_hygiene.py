@@ -9,10 +9,11 @@ import os
 import subprocess
 
 import pytest
-from natlab import netns
-from natlab.dataplane import EmulatedVpc
-from natlab.dataplane_lab import MotoEc2, build_cloud, nat_instance
-from natlab.route_sync import CloudView, SubnetPort, Target, desired_state, igw_nat
+
+from natlab.cloud import netns
+from natlab.cloud.dataplane import EmulatedVpc
+from natlab.cloud.dataplane_lab import MotoEc2, build_cloud, nat_instance
+from natlab.cloud.route_sync import CloudView, SubnetPort, Target, desired_state, igw_nat
 
 needs_netns = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
 

@@ -11,9 +11,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from natlab import netns
-from natlab.dataplane import EmulatedVpc
-from natlab.dataplane_lab import CloudLab, nat_instance
+
+from natlab.cloud import netns
+from natlab.cloud.dataplane import EmulatedVpc
+from natlab.cloud.dataplane_lab import CloudLab, nat_instance
 
 pytestmark = [
     pytest.mark.dataplane,
@@ -88,7 +89,7 @@ def test_route_to_a_terminated_instances_eni_black_holes(lab: CloudLab, vpc: Emu
     with nat_instance(vpc, lab, lab.nat_a):
         vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_a]}")
         lab.ec2.terminate_instances(InstanceIds=[lab.nat_a])
-        # Plain moto keeps the ENI (instance terminated); with natlab.moto_fixes it is deleted, as on AWS.
+        # Plain moto keeps the ENI (instance terminated); with natlab.cloud.moto_fixes it is deleted, as on AWS.
         event = vpc.wait_for_event(rf"0\.0\.0\.0/0 → blackhole: {lab.eni[lab.nat_a]} .*(terminated|no such ENI)")
         assert "dead" in event.text or "no such ENI" in event.text
         with pytest.raises(OSError):

@@ -7,10 +7,10 @@ the last one destroys it and checks the emulator holds nothing of the module any
 from __future__ import annotations
 
 import pytest
-from natlab.failover import FAULTS, run_failover
-from natlab.lab import Lab
 
-from natkit.userdata import render
+from natlab.lab.failover import FAULTS, run_failover
+from natlab.lab.lab import Lab
+from natlab.module.userdata import render
 
 ZONE = "us-east-1a"
 

@@ -1,13 +1,14 @@
-"""natlab.imds: IMDSv2 inside an instance namespace answers like EC2's, read with curl from inside."""
+"""natlab.cloud.imds: IMDSv2 inside an instance namespace answers like EC2's, read with curl from inside."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from natlab import netns
-from natlab.imds import ImdsServer, InstanceIdentity
-from natlab.netns import Namespace
+
+from natlab.cloud import netns
+from natlab.cloud.imds import ImdsServer, InstanceIdentity
+from natlab.cloud.netns import Namespace
 
 pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
 

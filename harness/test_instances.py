@@ -1,4 +1,4 @@
-"""natlab.instances: an emulated instance really boots its user data against moto, and leaves nothing."""
+"""natlab.cloud.instances: an emulated instance really boots its user data against moto, and leaves nothing."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from typing import Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
-from natlab import netns
-from natlab.imds import InstanceIdentity
-from natlab.instances import InstanceFleet, InstanceSandbox, identity_from_backend, mirror_directories
-from natlab.netns import Namespace
-from natlab.relay import TcpRelay
+
+from natlab.cloud import netns
+from natlab.cloud.imds import InstanceIdentity
+from natlab.cloud.instances import InstanceFleet, InstanceSandbox, identity_from_backend, mirror_directories
+from natlab.cloud.netns import Namespace
+from natlab.cloud.relay import TcpRelay
 
 pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
 

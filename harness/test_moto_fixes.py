@@ -7,8 +7,9 @@ import base64
 import pytest
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
-from natlab import moto_fixes
-from natlab.backend import MotoBackend
+
+from natlab.cloud import moto_fixes
+from natlab.cloud.backend import MotoBackend
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 MOTO_SERVER_ERROR = (ClientError, ResponseParserError)  # moto's HTTP 500 is an HTML page

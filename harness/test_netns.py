@@ -1,4 +1,4 @@
-"""natlab.netns: namespaces that clean up after themselves, and the helpers the data plane uses."""
+"""natlab.cloud.netns: namespaces that clean up after themselves, and the helpers the data plane uses."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from natlab import netns
-from natlab.netns import Namespace
+
+from natlab.cloud import netns
+from natlab.cloud.netns import Namespace
 
 pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
 
@@ -148,7 +149,7 @@ def test_an_interrupted_run_still_removes_its_namespaces_and_processes(sig: int)
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from natlab import netns\n"
+            "from natlab.cloud import netns\n"
             "netns.install_signal_handlers()\n"
             "ns = netns.Namespace('t-interrupted').open()\n"
             "ns.popen(['sleep', '300'])\n"

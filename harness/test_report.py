@@ -11,7 +11,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from natlab.projection import (
+
+from natlab.report.projection import (
     FAULTS,
     LABEL,
     Assumptions,
@@ -19,8 +20,8 @@ from natlab.projection import (
     project,
     project_all,
 )
-from natlab.report import Scenario, key_durations, render_html, render_svg, render_table, write_report
-from natlab.timeline import Timeline, format_wall
+from natlab.report.report import Scenario, key_durations, render_html, render_svg, render_table, write_report
+from natlab.report.timeline import Timeline, format_wall
 
 T0_WALL = 1795816200.0  # a fixed UTC instant; the fake monotonic clock starts at 1000
 MONO0 = 1000.0

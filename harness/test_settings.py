@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from natlab.settings import HarnessSettings, SettingsError
+
+from natlab.lab.settings import HarnessSettings, SettingsError
 
 
 @pytest.mark.parametrize(

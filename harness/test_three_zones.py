@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
-from natlab.failover import run_failover
-from natlab.lab import Lab
+from natlab.lab.failover import run_failover
+from natlab.lab.lab import Lab
 
 FAILED_ZONE = "us-east-1b"
 

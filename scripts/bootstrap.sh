@@ -54,6 +54,15 @@ venv() {
   printf '%s\n' "${stamp}" >"${dir}/.requirements.sha256"
 }
 
+# The harness library, editable: `import natlab` works from tests, benches and scripts without path edits.
+install_natlab() {
+  if .venv/bin/python -c 'import natlab, pathlib, sys; sys.exit(pathlib.Path(natlab.__file__).parent != pathlib.Path("natlab").resolve())' 2>/dev/null; then
+    return 0
+  fi
+  log "installing natlab (editable) into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --editable .
+}
+
 # Only where the machine carries a filesystem mirror of the aws provider: elsewhere the registry is used.
 terraform_cli_config() {
   local provider mirror=""
@@ -82,6 +91,7 @@ main() {
   require_terraform
   install_debian_packages
   venv .venv requirements.txt
+  install_natlab
   venv .venv-checkov requirements-checkov.txt
   {
     # shellcheck disable=SC2016 # $PATH is expanded when env.sh is sourced, not now

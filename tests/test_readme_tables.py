@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from natkit import readme_tables
+from natlab.module import readme_tables
 
 README = readme_tables.REPO_ROOT / "README.md"
 
@@ -14,7 +14,7 @@ def test_readme_tables_match_variables_and_outputs() -> None:
     generated = readme_tables.render_tables()
     assert in_readme == generated, (
         "README.md inputs/outputs tables differ from variables.tf/outputs.tf; "
-        "run `python -m natkit.readme_tables --write`"
+        "run `python -m natlab.module.readme_tables --write`"
     )
 
 

@@ -1,4 +1,4 @@
-"""Terraform's templatefile() and natkit's jinja2 renderer produce byte-identical user data.
+"""Terraform's templatefile() and natlab's jinja2 renderer produce byte-identical user data.
 
 For each configuration of tests/userdata_cases.py, Python renders the expected user data of every
 zone into a file, and a generated `terraform test` file plans the module (mock provider) and asserts
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from userdata_cases import cases
 
-from natkit.userdata import render
+from natlab.module.userdata import render
 
 REPO = Path(__file__).resolve().parent.parent
 PARITY_DIR = REPO / ".build" / "parity-tests"
@@ -30,7 +30,7 @@ def _parity_assert(case: str, zone: str, expected: Path) -> str:
     user_data = f"base64decode(aws_launch_template.this[{_hcl(zone)}].user_data)"
     return f"""  assert {{
     condition     = {user_data} == file({_hcl(str(expected))})
-    error_message = "user data of {zone} differs from natkit.userdata.render() ({case})"
+    error_message = "user data of {zone} differs from natlab.module.userdata.render() ({case})"
   }}"""
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from userdata_cases import cases
 
-from natkit.userdata import BOOT_SCRIPT_PATH, TEMPLATE_PATH, render
+from natlab.module.userdata import BOOT_SCRIPT_PATH, TEMPLATE_PATH, render
 
 BIN = Path(sys.executable).parent
 RENDERINGS = [(name, zone["zone"], zone) for name, zones in cases().items() for zone in zones]

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from natlab.lab import Lab
-from natlab.timeline import (
+from natlab.lab.lab import Lab
+from natlab.report.timeline import (
     FAULT_INJECTED,
     OUTAGE,
     ROUTE_SWITCHED,

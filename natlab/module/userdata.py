@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jinja2
 
-USERDATA_DIR = Path(__file__).resolve().parent.parent / "userdata"
+USERDATA_DIR = Path(__file__).resolve().parents[2] / "userdata"
 TEMPLATE_PATH = USERDATA_DIR / "user-data.sh.tftpl"
 BOOT_SCRIPT_PATH = USERDATA_DIR / "nat-boot.sh"
 

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from natlab.asg_controller import AsgHealthController, AwsDelays
-from natlab.backend import MOTO_AL2023_ARM64_AMI, Backend, MotoBackend
-from natlab.dataplane import EmulatedVpc
-from natlab.instances import InstanceFleet, InstanceSandbox
-from natlab.netns import unavailable_reason
-from natlab.settings import HarnessSettings
-from natlab.terraform import TerraformWorkdir
-from natlab.timeline import REPLACEMENT_LAUNCHED, SOURCE_ASG, SOURCE_ROUTER, Timeline
+from natlab.cloud.asg_controller import AsgHealthController, AwsDelays
+from natlab.cloud.backend import MOTO_AL2023_ARM64_AMI, Backend, MotoBackend
+from natlab.cloud.dataplane import EmulatedVpc
+from natlab.cloud.instances import InstanceFleet, InstanceSandbox
+from natlab.cloud.netns import unavailable_reason
+from natlab.lab.settings import HarnessSettings
+from natlab.lab.terraform import TerraformWorkdir
+from natlab.report.timeline import REPLACEMENT_LAUNCHED, SOURCE_ASG, SOURCE_ROUTER, Timeline
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -6,7 +6,7 @@ terminate action, and ABANDONed launches are all ignored. :class:`AsgHealthContr
 background thread that watches the groups through the public API (boto3) and does those things
 with AWS-like timing, reporting each step to ``on_event(kind, instance_id, t)``.
 
-Use it with moto only (:class:`natlab.backend.MotoBackend`); real AWS does all of this itself.
+Use it with moto only (:class:`natlab.cloud.backend.MotoBackend`); real AWS does all of this itself.
 
 What is modelled (AWS figures are the defaults of :class:`AwsDelays`):
 
@@ -17,7 +17,7 @@ What is modelled (AWS figures are the defaults of :class:`AwsDelays`):
   actions include ``arn:aws:automate:<region>:ec2:terminate`` goes to ALARM after its own
   ``Period x EvaluationPeriods`` and terminates the instance. Without such an alarm the ASG's EC2
   health check still replaces the instance (it treats impaired status checks as unhealthy), later;
-- launch lifecycle hooks: ABANDON (recorded by :mod:`natlab.moto_fixes`) terminates the instance;
+- launch lifecycle hooks: ABANDON (recorded by :mod:`natlab.cloud.moto_fixes`) terminates the instance;
   an instance left in ``Pending:Wait`` past the hook's heartbeat timeout gets the DefaultResult.
 """
 
@@ -130,7 +130,7 @@ class AsgHealthController:
         self.groups = set(groups) if groups is not None else None
         self.on_event = on_event
         if lifecycle_actions is None:
-            from natlab import moto_fixes
+            from natlab.cloud import moto_fixes
 
             lifecycle_actions = moto_fixes.LIFECYCLE.actions
         self._lifecycle_actions = lifecycle_actions

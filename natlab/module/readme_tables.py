@@ -1,7 +1,7 @@
 """Generates the README's inputs and outputs tables from variables.tf and outputs.tf.
 
 The tables live between `<!-- BEGIN_TF_DOCS -->` and `<!-- END_TF_DOCS -->` in README.md. This
-module is the only writer of that block (`python -m natkit.readme_tables --write`), and
+module is the only writer of that block (`python -m natlab.module.readme_tables --write`), and
 tests/test_readme_tables.py fails when the README has drifted from the HCL.
 
 Variables and outputs are listed in file order, which groups them the way variables.tf does.
@@ -19,11 +19,11 @@ from typing import Any
 
 import hcl2
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BEGIN_MARKER = "<!-- BEGIN_TF_DOCS -->"
 END_MARKER = "<!-- END_TF_DOCS -->"
 
-log = logging.getLogger("natkit.readme_tables")
+log = logging.getLogger("natlab.module.readme_tables")
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if current_tables(text) != tables:
             log.error(
-                "%s: inputs/outputs tables are out of date; run `python -m natkit.readme_tables --write`",
+                "%s: inputs/outputs tables are out of date; run `python -m natlab.module.readme_tables --write`",
                 readme,
             )
             return 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from natlab.failover import FailoverResult
-from natlab.lab import Lab
-from natlab.projection import ScriptMeasurement, project_all
-from natlab.report import Scenario, render_projection, render_table, write_report
+from natlab.lab.failover import FailoverResult
+from natlab.lab.lab import Lab
+from natlab.report.projection import ScriptMeasurement, project_all
+from natlab.report.report import Scenario, render_projection, render_table, write_report
 
 
 def report_failover(lab: Lab, result: FailoverResult, name: str) -> tuple[str, Path]:

@@ -144,7 +144,7 @@ def wait_until(
 
 
 class MotoBackend(Backend):
-    """moto's server in this process on 127.0.0.1 (free port), with :mod:`natlab.moto_fixes` applied.
+    """moto's server in this process on 127.0.0.1 (free port), with :mod:`natlab.cloud.moto_fixes` applied.
 
     It is also a LocalStack-compatible edge: one endpoint for every service, so
     ``localstack_client.session.Session(localstack_host=backend.localstack_host)`` works against it.
@@ -176,7 +176,7 @@ class MotoBackend(Backend):
     def start(self) -> Self:
         from moto.server import ThreadedMotoServer
 
-        from natlab import moto_fixes
+        from natlab.cloud import moto_fixes
 
         if self.apply_fixes:
             moto_fixes.apply_all()
@@ -194,7 +194,7 @@ class MotoBackend(Backend):
 
     def reset(self) -> None:
         """Clear every moto backend (POST /moto-api/reset) and the lifecycle registry."""
-        from natlab import moto_fixes
+        from natlab.cloud import moto_fixes
 
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=10) as response:

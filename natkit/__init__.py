@@ -1,1 +1,0 @@
-"""Python helpers shared by the tests and the failover harness."""
