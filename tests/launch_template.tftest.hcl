@@ -1,18 +1,12 @@
 # Launch template: hardened instance settings, tags the IAM policy relies on,
 # and the rendered configuration.
 
+# Shared fakes and inputs: tests/mocks/aws.tfmock.hcl, tests/terraform.tfvars.
 mock_provider "aws" {
   source = "./tests/mocks"
 }
 
-override_data {
-  target = data.aws_subnet.public["eu-west-1a"]
-  values = { availability_zone = "eu-west-1a", vpc_id = "vpc-0a000001" }
-}
-
 variables {
-  name   = "egress"
-  vpc_id = "vpc-0a000001"
   zones = {
     "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { app = "rtb-0a000001", db = "rtb-0a000002" } }
   }

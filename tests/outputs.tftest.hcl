@@ -1,17 +1,8 @@
 # Outputs: keyed by zone, empty (never absent) when a feature is off.
 
+# Shared fakes and inputs: tests/mocks/aws.tfmock.hcl, tests/terraform.tfvars.
 mock_provider "aws" {
   source = "./tests/mocks"
-}
-
-override_data {
-  target = data.aws_subnet.public["eu-west-1a"]
-  values = { availability_zone = "eu-west-1a", vpc_id = "vpc-0a000001" }
-}
-
-override_data {
-  target = data.aws_subnet.public["eu-west-1b"]
-  values = { availability_zone = "eu-west-1b", vpc_id = "vpc-0a000001" }
 }
 
 override_data {
@@ -22,27 +13,6 @@ override_data {
 override_data {
   target = data.aws_eip.existing["eu-west-1b"]
   values = { public_ip = "203.0.113.2" }
-}
-
-override_resource {
-  target          = aws_eip.this["eu-west-1a"]
-  override_during = plan
-  values          = { allocation_id = "eipalloc-0a00000c", public_ip = "198.51.100.1" }
-}
-
-override_resource {
-  target          = aws_eip.this["eu-west-1b"]
-  override_during = plan
-  values          = { allocation_id = "eipalloc-0b00000c", public_ip = "198.51.100.2" }
-}
-
-variables {
-  name   = "egress"
-  vpc_id = "vpc-0a000001"
-  zones = {
-    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" } }
-    "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_tables = { main = "rtb-0b000001" } }
-  }
 }
 
 run "defaults" {

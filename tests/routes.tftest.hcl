@@ -1,23 +1,9 @@
 # Routes, groups and security group: one NAT per zone, every private route
 # table of a zone routed through that zone's NAT.
 
+# Shared fakes and inputs: tests/mocks/aws.tfmock.hcl, tests/terraform.tfvars.
 mock_provider "aws" {
   source = "./tests/mocks"
-}
-
-override_data {
-  target = data.aws_subnet.public["eu-west-1a"]
-  values = { availability_zone = "eu-west-1a", vpc_id = "vpc-0a000001" }
-}
-
-override_data {
-  target = data.aws_subnet.public["eu-west-1b"]
-  values = { availability_zone = "eu-west-1b", vpc_id = "vpc-0a000001" }
-}
-
-override_data {
-  target = data.aws_subnet.public["eu-west-1c"]
-  values = { availability_zone = "eu-west-1c", vpc_id = "vpc-0a000001" }
 }
 
 # Known IDs for the placeholder interfaces, so routes can be compared to them.
@@ -40,8 +26,6 @@ override_resource {
 }
 
 variables {
-  name   = "egress"
-  vpc_id = "vpc-0a000001"
   zones = {
     "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" } }
   }

@@ -1,27 +1,9 @@
 # Input rules: one rejects_<bad_input> run per validation rule, pre- and
 # postcondition, each expecting exactly the object whose rule it breaks.
 
+# Shared fakes and inputs: tests/mocks/aws.tfmock.hcl, tests/terraform.tfvars.
 mock_provider "aws" {
   source = "./tests/mocks"
-}
-
-override_data {
-  target = data.aws_subnet.public["eu-west-1a"]
-  values = { availability_zone = "eu-west-1a", vpc_id = "vpc-0a000001" }
-}
-
-override_data {
-  target = data.aws_subnet.public["eu-west-1b"]
-  values = { availability_zone = "eu-west-1b", vpc_id = "vpc-0a000001" }
-}
-
-variables {
-  name   = "egress"
-  vpc_id = "vpc-0a000001"
-  zones = {
-    "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" } }
-    "eu-west-1b" = { public_subnet_id = "subnet-0b000001", private_route_tables = { main = "rtb-0b000001" } }
-  }
 }
 
 run "accepts_two_zones_with_defaults" {

@@ -70,3 +70,35 @@ mock_resource "aws_iam_instance_profile" {
     arn = "arn:aws:iam::123456789012:instance-profile/egress-0001"
   }
 }
+
+# The account the test files describe: zone eu-west-1<x> has public subnet
+# subnet-0<x>000001 in vpc-0a000001 (tests/terraform.tfvars), and Elastic IPs
+# the module creates there get eipalloc-0<x>00000c with 198.51.100.<n>. Test
+# files and run blocks override these where a run needs something else.
+
+override_data {
+  target = data.aws_subnet.public["eu-west-1a"]
+  values = { availability_zone = "eu-west-1a", vpc_id = "vpc-0a000001" }
+}
+
+override_data {
+  target = data.aws_subnet.public["eu-west-1b"]
+  values = { availability_zone = "eu-west-1b", vpc_id = "vpc-0a000001" }
+}
+
+override_data {
+  target = data.aws_subnet.public["eu-west-1c"]
+  values = { availability_zone = "eu-west-1c", vpc_id = "vpc-0a000001" }
+}
+
+override_resource {
+  target          = aws_eip.this["eu-west-1a"]
+  override_during = plan
+  values          = { allocation_id = "eipalloc-0a00000c", public_ip = "198.51.100.1" }
+}
+
+override_resource {
+  target          = aws_eip.this["eu-west-1b"]
+  override_during = plan
+  values          = { allocation_id = "eipalloc-0b00000c", public_ip = "198.51.100.2" }
+}
