@@ -17,14 +17,12 @@ import os
 import platform
 import statistics
 import sys
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from natlab.cloud.backend import MotoBackend
 from natlab.lab.failover import run_failover
-from natlab.lab.lab import Lab, LabConfig
-from natlab.lab.settings import HarnessSettings
+from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab, vpc_nat_lab
+from natlab.lab.settings import HarnessSettings, SettingsError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,18 +45,18 @@ def main() -> int:
     if not 1 <= args.runs <= 50:
         parser.error("--runs must be between 1 and 50")
     logging.basicConfig(level=logging.WARNING)
-    settings = HarnessSettings(boot_delay=args.boot_delay, report_dir=REPO / ".build" / "bench-reports")
+    try:
+        settings = HarnessSettings(boot_delay=args.boot_delay, report_dir=REPO / ".build" / "bench-reports")
+    except SettingsError as error:  # the harness's own checks and wording
+        parser.error(str(error))
     runs = []
-    with MotoBackend() as backend:
-        config = LabConfig(
-            "vpc_nat", name="natbench-1z", tf_vars={"elastic_ip": "create", "availability_zones": ["us-east-1a"]}
-        )
-        with Lab(backend, config, settings, run_id=f"bench-{uuid.uuid4().hex[:6]}") as lab:
+    try:
+        with open_lab(vpc_nat_lab("natbench-1z", ONE_ZONE), settings) as lab:  # the harness's own emulator
             if lab.vpc is None:
                 print(f"data plane unavailable: {lab.dataplane_skip_reason}", file=sys.stderr)
                 return 2
             for number in range(1, args.runs + 1):
-                result = run_failover(lab, "us-east-1a", "terminate")
+                result = run_failover(lab, ONE_ZONE[0], "terminate")
                 if result.problems:
                     print(result.summary(), file=sys.stderr)
                     return 1
@@ -74,6 +72,9 @@ def main() -> int:
                     f"run {number}: route switched {result.seconds:.2f} s, outage {result.outage_seconds:.2f} s, "
                     f"{result.datagrams_lost} lost, established TCP {result.tcp_outcome}"
                 )
+    except LabUnavailable as error:
+        print(error, file=sys.stderr)
+        return 2
     summary = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} vCPU {cpu_model()}, kernel {platform.release()}",

@@ -10,7 +10,7 @@ Paths (all namespaces created here, documentation addresses only, removed at exi
   NAT instance namespace (masquerade) -> VPC router (IGW 1:1 NAT) -> internet (203.0.113.10),
   built from a moto VPC by ``natlab.cloud.dataplane.EmulatedVpc``.
 
-Writes ``bench/results/nat_throughput.json`` (with the machine it ran on).
+Writes ``bench/results/nat_throughput.json`` (or ``--output FILE``), with the machine it ran on.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from natlab.cloud.netns import Namespace, set_sysctl, veth_pair
+from natlab.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,20 +62,24 @@ def machine() -> dict[str, Any]:
     }
 
 
+class IperfFailed(RuntimeError):
+    """One iperf3 client run failed (refused while the server starts, or a real error)."""
+
+
 def iperf(client: Namespace, server: Namespace, address: str, seconds: float) -> dict[str, Any]:
     """One bounded iperf3 TCP run from ``client`` to a one-shot server on ``address``."""
     srv = server.popen(["iperf3", "-s", "-1", "-B", address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def run() -> dict[str, Any]:
+        proc = client.run(["iperf3", "-c", address, "-t", str(seconds), "-J"], check=False, timeout=seconds + 20)
+        out = json.loads(proc.stdout or b"{}")
+        if proc.returncode != 0 or "error" in out:  # iperf3 3.12 exits 0 on refusal
+            raise IperfFailed(out.get("error") or proc.stderr.decode())
+        return out
+
     try:
-        deadline = time.monotonic() + 5
-        while True:  # readiness: the client connects once the server listens
-            proc = client.run(["iperf3", "-c", address, "-t", str(seconds), "-J"], check=False, timeout=seconds + 20)
-            out = json.loads(proc.stdout or b"{}")
-            failed = proc.returncode != 0 or "error" in out  # iperf3 3.12 exits 0 on refusal
-            if not failed or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        if failed:
-            raise RuntimeError(f"iperf3 failed: {out.get('error') or proc.stderr.decode()}")
+        # readiness: the client connects once the server listens
+        out = wait_until(run, what=f"iperf3 run to {address}", timeout=5, interval=0.1, retry_on=(IperfFailed,))
         end = out["end"]
         return {
             "bits_per_second": end["sum_received"]["bits_per_second"],
@@ -112,23 +117,16 @@ def chain(masquerade: bool) -> Iterator[tuple[Namespace, Namespace]]:
 
 def vpc_path(seconds: float) -> dict[str, Any]:
     """The failover tests' full path (moto VPC, router, NAT instance namespace, IGW NAT)."""
-    from moto.server import ThreadedMotoServer
-
+    from natlab.cloud.backend import MotoBackend
     from natlab.cloud.dataplane import EmulatedVpc
-    from natlab.cloud.dataplane_lab import build_cloud, ec2_client, nat_instance
+    from natlab.cloud.dataplane_lab import build_cloud, nat_instance
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        lab = build_cloud(ec2_client(f"http://{host}:{port}"))
+    with MotoBackend() as backend:
+        lab = build_cloud(backend.client("ec2"))
         lab.route_private_to(lab.nat_a, create=True)
         with EmulatedVpc(lab.ec2, lab.vpc_id) as vpc, nat_instance(vpc, lab, lab.nat_a):
             vpc.wait_for_event(r"0\.0\.0\.0/0 → eni-")
             return iperf(vpc.workload().ns, vpc.internet.ns, "203.0.113.10", seconds)
-    finally:
-        server.stop()
 
 
 def main() -> int:
@@ -136,6 +134,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="iperf3 -t per run (default 5)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per variant (default 2)")
     parser.add_argument("--no-vpc", action="store_true", help="skip the full emulated-VPC path")
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS, help=f"result file (default {RESULTS.relative_to(ROOT)})"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not 1 <= args.seconds <= 30 or not 1 <= args.repeat <= 5:
@@ -161,9 +162,9 @@ def main() -> int:
         "masquerade_vs_plain": round(summary["masquerade"] / summary["plain"], 3),
         "runs": runs,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    log.info("wrote %s: %s", RESULTS.relative_to(ROOT), summary)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    log.info("wrote %s: %s", args.output, summary)
     return 0
 
 

@@ -11,8 +11,9 @@ import subprocess
 import pytest
 
 from natlab.cloud import netns
+from natlab.cloud.backend import MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
-from natlab.cloud.dataplane_lab import MotoEc2, build_cloud, nat_instance
+from natlab.cloud.dataplane_lab import build_cloud, nat_instance
 from natlab.cloud.route_sync import CloudView, SubnetPort, Target, desired_state, igw_nat
 
 needs_netns = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
@@ -36,9 +37,8 @@ def _leftovers(vpc: EmulatedVpc, pids: list[int]) -> list[str]:
 
 @needs_netns
 @pytest.mark.dataplane
-def test_close_leaves_no_namespace_veth_or_process(moto_ec2: MotoEc2) -> None:
-    moto_ec2.reset()
-    lab = build_cloud(moto_ec2.client)
+def test_close_leaves_no_namespace_veth_or_process(aws: MotoBackend) -> None:
+    lab = build_cloud(aws.client("ec2"))
     lab.route_private_to(lab.nat_a, create=True)
     with EmulatedVpc(lab.ec2, lab.vpc_id) as vpc:
         assert vpc.internet.servers is not None
@@ -54,10 +54,9 @@ def test_close_leaves_no_namespace_veth_or_process(moto_ec2: MotoEc2) -> None:
 @pytest.mark.dataplane
 @pytest.mark.parametrize("failing_step", ["_build_subnets", "_add_workload"])
 def test_exception_mid_setup_leaves_nothing(
-    moto_ec2: MotoEc2, monkeypatch: pytest.MonkeyPatch, failing_step: str
+    aws: MotoBackend, monkeypatch: pytest.MonkeyPatch, failing_step: str
 ) -> None:
-    moto_ec2.reset()
-    lab = build_cloud(moto_ec2.client)
+    lab = build_cloud(aws.client("ec2"))
     seen: list[EmulatedVpc] = []
     original = getattr(EmulatedVpc, failing_step)
 

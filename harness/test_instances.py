@@ -1,4 +1,4 @@
-"""natlab.cloud.instances: an emulated instance really boots its user data against moto, and leaves nothing."""
+"""natlab.cloud.sandbox and .fleet: an emulated instance really boots its user data against moto, and leaves nothing."""
 
 from __future__ import annotations
 
@@ -7,20 +7,20 @@ import hashlib
 import http.server
 import os
 import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from natlab.cloud import netns
+from natlab.cloud.backend import MotoBackend
+from natlab.cloud.fleet import InstanceFleet, identity_from_backend
 from natlab.cloud.imds import InstanceIdentity
-from natlab.cloud.instances import InstanceFleet, InstanceSandbox, identity_from_backend, mirror_directories
 from natlab.cloud.netns import Namespace
+from natlab.cloud.overlay import mirror_directories
 from natlab.cloud.relay import TcpRelay
+from natlab.cloud.sandbox import SHIMS_DIR, InstanceSandbox
 
 pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
 
@@ -50,31 +50,27 @@ systemctl enable nftables
 
 
 @pytest.fixture(scope="module")
-def moto_port() -> Iterator[int]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        yield server.get_host_and_port()[1]
-    finally:
-        server.stop()
+def moto_server() -> Iterator[MotoBackend]:
+    with MotoBackend(region=REGION) as backend:
+        yield backend
 
 
 @pytest.fixture
-def ec2(moto_port: int) -> Any:
-    request = urllib.request.Request(f"http://127.0.0.1:{moto_port}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10):
-        pass
-    return _client("ec2", moto_port)
+def moto(moto_server: MotoBackend) -> MotoBackend:
+    """The module's moto, emptied for this test."""
+    moto_server.reset()
+    return moto_server
 
 
-def _client(service: str, port: int) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+@pytest.fixture
+def moto_port(moto: MotoBackend) -> int:
+    assert moto.port is not None
+    return moto.port
+
+
+@pytest.fixture
+def ec2(moto: MotoBackend) -> Any:
+    return moto.client("ec2")
 
 
 def _subnet(ec2: Any) -> str:
@@ -148,7 +144,7 @@ def test_environment_is_built_from_scratch(
     assert "NATLAB_HOST_ONLY" not in env
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
     assert env["AWS_DEFAULT_REGION"] == REGION
-    assert env["PATH"].split(":")[0].endswith("natlab/shims")
+    assert env["PATH"].split(":")[0] == str(SHIMS_DIR)
     assert set(env) - {"PWD", "OLDPWD", "SHLVL", "_"} == set(box.environment())
 
 
@@ -180,6 +176,20 @@ def test_kill_ends_a_hanging_boot_and_the_namespace_dies_with_the_instance(
         assert box.dir.exists()  # the dead instance's files stay until close()
     names, pids = _leftovers(identity.instance_id)
     assert names == [] and pids == []
+
+
+def test_a_start_that_fails_half_way_leaves_no_namespace_and_no_files(
+    moto_port: int, identity: InstanceIdentity
+) -> None:
+    def no_bridge(ns: Namespace, ifname: str, mac: str, ip_cidr: str) -> None:
+        raise OSError("no bridge for the subnet")
+
+    box = InstanceSandbox(identity, b"#!/usr/bin/env bash\n", moto_port, attach=no_bridge)
+    with pytest.raises(OSError, match="no bridge"), box:
+        pass
+    assert box.ns is not None and not box.ns.exists()
+    assert not box.dir.exists()
+    assert _leftovers(identity.instance_id) == ([], [])
 
 
 def test_boot_delay_postpones_the_user_data(moto_port: int, identity: InstanceIdentity) -> None:
@@ -230,7 +240,7 @@ def test_relay_refuses_a_non_loopback_target() -> None:
 # -- the fleet --------------------------------------------------------------------------------------
 
 
-def test_fleet_boots_asg_instances_and_kills_the_terminated_one(ec2: Any, moto_port: int) -> None:
+def test_fleet_boots_asg_instances_and_kills_the_terminated_one(moto: MotoBackend, ec2: Any, moto_port: int) -> None:
     subnet = _subnet(ec2)
     user_data = (
         b"#!/usr/bin/env bash\n"
@@ -246,7 +256,7 @@ def test_fleet_boots_asg_instances_and_kills_the_terminated_one(ec2: Any, moto_p
             "UserData": base64.b64encode(user_data).decode(),
         },
     )
-    autoscaling = _client("autoscaling", moto_port)
+    autoscaling = moto.client("autoscaling")
     autoscaling.create_auto_scaling_group(
         AutoScalingGroupName="nat-a",
         MinSize=1,

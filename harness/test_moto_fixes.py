@@ -1,4 +1,8 @@
-"""Each moto fix gives AWS behaviour, and plain moto 5.2.5 still lacks it (else drop the fix)."""
+"""Each moto fix gives AWS behaviour, and moto 5.2.5 itself still lacks it (else drop the fix).
+
+The fixes are process-wide; a ``test_plain_moto_...`` test takes one away for its block only
+(``moto_fixes.without``) to show the upstream bug.
+"""
 
 from __future__ import annotations
 

@@ -7,13 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from natlab.cloud import netns
 from natlab.cloud.netns import Namespace
+from natlab.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
 
@@ -42,9 +42,7 @@ def test_close_kills_tracked_and_untracked_processes_inside() -> None:
         tracked = ns.popen(["sleep", "300"])
         # a daemonised process the namespace does not know about
         ns.run(["bash", "-c", "setsid sleep 301 </dev/null >/dev/null 2>&1 &"])
-        deadline = time.monotonic() + 5
-        while len(ns.pids()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(ns.pids()) >= 2, what="two processes in the namespace", timeout=5, interval=0.01)
         untracked = [pid for pid in ns.pids() if pid != tracked.pid]
         assert untracked, "the daemonised sleep should be in the namespace"
     finally:

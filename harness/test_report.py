@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from natlab.report.export import write_report
+from natlab.report.page import TEMPLATES, render_html
 from natlab.report.projection import (
     FAULTS,
     LABEL,
@@ -20,7 +22,9 @@ from natlab.report.projection import (
     project,
     project_all,
 )
-from natlab.report.report import Scenario, key_durations, render_html, render_svg, render_table, write_report
+from natlab.report.summary import Scenario, key_durations
+from natlab.report.svg import STEP_COLOURS, render_svg, step_colours
+from natlab.report.table import render_table
 from natlab.report.timeline import Timeline, format_wall
 
 T0_WALL = 1795816200.0  # a fixed UTC instant; the fake monotonic clock starts at 1000
@@ -229,6 +233,54 @@ def test_html_embeds_the_svg_tables_and_labelled_projection(failover: Timeline, 
     assert "<10.0.1.10>" not in page
     for fault in FAULTS:
         assert f"<th>{fault}</th>" in page
+
+
+def test_html_page_is_the_template_with_escaped_text_and_the_svg_inline(failover: Timeline) -> None:
+    hostile = Scenario('<script>alert("x")</script> & co', "moto", 1, verdict="route <moved>")
+    page = render_html(failover, hostile, project_all(ScriptMeasurement.from_timeline(failover)))
+    template = (TEMPLATES / "report.html.j2").read_text()
+    static = [line for line in template.splitlines() if line and not {"{", "}"} & set(line)]
+    missing = [line for line in static if line not in page]
+    assert not missing, f"page lines not from the template: {missing}"
+    assert render_svg(failover, hostile) in page  # the picture, not an escaped copy of it
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; co" in page
+    assert "route &lt;moved&gt;" in page
+
+
+def test_step_colours_follow_the_order_of_the_boot_log() -> None:
+    tl = new_timeline()
+    tl.add_boot_log("i-1", boot_log(1.0, [("routes", 0.5), ("identity", 0.2), ("alarm", 0.3)]))
+    tl.add_boot_log("i-2", boot_log(5.0, [("identity", 0.2), ("routes", 0.5), ("lifecycle", 0.1)]))
+    colours = step_colours(tl)
+    assert list(colours) == ["step:routes", "step:identity", "step:alarm", "step:lifecycle"]
+    assert list(colours.values()) == list(STEP_COLOURS[:4])
+    root = ET.fromstring(render_svg(tl, Scenario("steps", "moto", 1)))
+    for group in root.iter(f"{SVG_NS}g"):
+        name = group.get("data-name", "")
+        if name.startswith("step:"):
+            bar = group.find(f"{SVG_NS}rect")
+            assert bar is not None and bar.get("fill") == colours[name], name
+
+
+def test_two_reports_of_one_run_colour_each_step_alike(failover: Timeline, scenario: Scenario) -> None:
+    rebuilt = Timeline.from_events(failover.events(), failover.t0_wall)
+    assert step_colours(rebuilt) == step_colours(failover)
+    assert render_svg(rebuilt, scenario) == render_svg(failover, scenario)
+
+
+def test_svg_stays_well_formed_for_markup_in_names_and_an_empty_timeline(scenario: Scenario) -> None:
+    tl = new_timeline()
+    tl.add_boot_log("i-<1>", boot_log(1.0, [("routes", 0.4)], last="error \"quoted\" <b> & 'it'"))
+    tl.mark("fault-injected", 'fa"ult & <co>', "x<y & 'z'", at=MONO0 + 0.5)
+    odd = Scenario("<odd> & 'name'", "moto", 1)
+    root = ET.fromstring(render_svg(tl, odd))
+    texts = [t.text for t in root.iter(f"{SVG_NS}text")]
+    assert "<odd> & 'name'" in texts and "boot i-<1>" in texts
+    sources = {g.get("data-source") for g in root.iter(f"{SVG_NS}g") if g.get("class") == "event"}
+    assert sources == {"boot:i-<1>", 'fa"ult & <co>'}
+    empty = ET.fromstring(render_svg(new_timeline(), scenario))
+    assert not [g for g in empty.iter(f"{SVG_NS}g") if g.get("class") == "event"]
 
 
 def test_write_report_writes_page_svg_text_and_json(failover: Timeline, scenario: Scenario, tmp_path: Path) -> None:

@@ -56,7 +56,8 @@ venv() {
 
 # The harness library, editable: `import natlab` works from tests, benches and scripts without path edits.
 install_natlab() {
-  if .venv/bin/python -c 'import natlab, pathlib, sys; sys.exit(pathlib.Path(natlab.__file__).parent != pathlib.Path("natlab").resolve())' 2>/dev/null; then
+  # -P: the check must not find natlab/ through the current directory (that is not the install).
+  if .venv/bin/python -P -c 'import natlab, pathlib, sys; sys.exit(pathlib.Path(natlab.__file__).parent != pathlib.Path("natlab").resolve())' 2>/dev/null; then
     return 0
   fi
   log "installing natlab (editable) into .venv"

@@ -28,10 +28,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
 from typing import Any, Protocol, Self
 
 import botocore.exceptions
+
+from natlab.resource import Resource
+from natlab.waiting import wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +114,7 @@ class _Tracked:
     terminate_requested: bool = False
 
 
-class AsgHealthController:
+class AsgHealthController(Resource):
     """Background thread acting for the ASG health checks, status-check alarms and hooks."""
 
     def __init__(
@@ -142,7 +144,6 @@ class AsgHealthController:
         self.events: list[tuple[str, str, float]] = []
         self.errors = 0
         self._stop = threading.Event()
-        self._polled = threading.Condition()
         self._polls = 0
         self._thread: threading.Thread | None = None
 
@@ -161,22 +162,29 @@ class AsgHealthController:
 
     def wait_for_poll(self, timeout: float = 5.0) -> None:
         """Block until one full poll has run after this call."""
-        with self._polled:
-            target = self._polls + 2  # the one running now may have started before the call
-            if not self._polled.wait_for(lambda: self._polls >= target, timeout):
-                raise TimeoutError(f"ASG controller made no poll in {timeout} s")
+        target = self._polls + 2  # the one running now may have started before the call
+        wait_until(
+            lambda: self._polls >= target,
+            what="ASG controller poll",
+            timeout=timeout,
+            interval=self.delays.poll_interval / 4,
+        )
 
     def wait_for_replacement(self, group: str, old_instance_id: str, timeout: float) -> str:
         """The id of the instance that replaced ``old_instance_id`` in ``group``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def replacement() -> str:
             ids = self.current_instances().get(group, [])
             fresh = [i for i in ids if i != old_instance_id]
-            if fresh and old_instance_id not in ids:
-                return fresh[0]
-            time.sleep(self.delays.poll_interval / 2)
-        raise TimeoutError(
-            f"{group}: {old_instance_id} not replaced within {timeout} s (now {self.current_instances().get(group)})"
+            if not fresh or old_instance_id in ids:
+                raise LookupError(f"{group} holds {ids}")
+            return fresh[0]
+
+        return wait_until(
+            replacement,
+            what=f"replacement of {old_instance_id} in {group}",
+            timeout=timeout,
+            interval=self.delays.poll_interval / 2,
         )
 
     # --- lifecycle of the thread -------------------------------------------------------------
@@ -195,22 +203,8 @@ class AsgHealthController:
                 logger.warning("ASG controller thread did not stop within 10 s")
             self._thread = None
 
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _run(self) -> None:
+        # The controller's own clock (a periodic loop, not a wait): one poll every poll_interval.
         logger.info("ASG controller running with %s", self.delays)
         while not self._stop.is_set():
             try:
@@ -218,9 +212,7 @@ class AsgHealthController:
             except Exception:
                 self.errors += 1
                 logger.exception("ASG controller poll failed")
-            with self._polled:
-                self._polls += 1
-                self._polled.notify_all()
+            self._polls += 1  # only this thread writes it
             self._stop.wait(self.delays.poll_interval)
 
     # --- one poll ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Where the harness's AWS lives: moto in-process (default), a LocalStack edge, or real AWS.
 
-Every backend is a context manager: ``with MotoBackend() as backend: ...``. Use
-:func:`make_backend` to build one from the pytest options.
+Every backend is a :class:`natlab.resource.Resource`: ``with MotoBackend() as backend: ...``. Use
+:func:`make_backend` to build one from the pytest options. :class:`MotoBackend` is the only place
+moto's server is started and reset.
 """
 
 from __future__ import annotations
@@ -9,16 +10,15 @@ from __future__ import annotations
 import abc
 import logging
 import threading
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any, Self
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config
+
+from natlab.cloud.clients import EMULATOR_CREDENTIALS, aws_client
+from natlab.resource import Resource
+from natlab.waiting import wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +34,12 @@ class BackendError(RuntimeError):
     """The backend cannot serve the harness (misconfigured, unreachable, or lacking a service)."""
 
 
-class Backend(abc.ABC):
+class Backend(Resource, abc.ABC):
     """An AWS the harness can talk to through boto3, the aws CLI and Terraform."""
 
     name: str = "abstract"
+    #: A named profile of the user's AWS config (real AWS only).
+    profile: str | None = None
 
     def __init__(self, region: str = DEFAULT_REGION) -> None:
         self.region = region
@@ -51,7 +53,7 @@ class Backend(abc.ABC):
 
     def credentials(self) -> dict[str, str]:
         """Static credentials for emulators; empty for real AWS (the user's own chain applies)."""
-        return {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        return dict(EMULATOR_CREDENTIALS) if self.endpoint_url is not None else {}
 
     def env(self) -> dict[str, str]:
         """Environment for the aws CLI, a boot script, or Terraform run against this backend."""
@@ -78,18 +80,12 @@ class Backend(abc.ABC):
         with self._clients_lock:
             if not config and service in self._clients:
                 return self._clients[service]
-            session = boto3.session.Session(region_name=self.region, **self.credentials())
-            client = session.client(
-                service,
-                endpoint_url=self.endpoint_url,
-                config=Config(**({"retries": {"mode": "standard", "max_attempts": 3}} | config)),
+            client = aws_client(
+                service, endpoint_url=self.endpoint_url, region=self.region, profile=self.profile, **config
             )
             if not config:
                 self._clients[service] = client
             return client
-
-    def start(self) -> Self:
-        return self
 
     def reset(self) -> None:
         """Forget all resources between tests, where the backend can."""
@@ -99,52 +95,15 @@ class Backend(abc.ABC):
         """Release what start() took. Safe to call twice and after a failed start."""
         logger.debug("%s backend has nothing to release", self.name)
 
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-def wait_until(
-    probe: Callable[[], object],
-    *,
-    what: str,
-    timeout: float = 10.0,
-    first_delay: float = 0.02,
-    max_delay: float = 0.5,
-) -> None:
-    """Call ``probe`` with exponential backoff until it returns without raising.
-
-    Raises TimeoutError from the last error after ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    delay = first_delay
-    while True:
-        try:
-            probe()
-            return
-        except Exception as error:
-            if time.monotonic() + delay > deadline:
-                raise TimeoutError(f"{what} not ready after {timeout:.1f} s: {error}") from error
-        time.sleep(delay)
-        delay = min(delay * 2, max_delay)
-
 
 # --- moto ----------------------------------------------------------------------------------------
 
 
 class MotoBackend(Backend):
-    """moto's server in this process on 127.0.0.1 (free port), with :mod:`natlab.cloud.moto_fixes` applied.
+    """moto's server in this process on 127.0.0.1 (free port), with :mod:`natlab.cloud.moto_fixes`.
+
+    The fixes patch moto's classes for the whole process, not this server alone: once one
+    MotoBackend has started, every moto in the process (another server, ``mock_aws``) has them.
 
     It is also a LocalStack-compatible edge: one endpoint for every service, so
     ``localstack_client.session.Session(localstack_host=backend.localstack_host)`` works against it.
@@ -152,11 +111,10 @@ class MotoBackend(Backend):
 
     name = "moto"
 
-    def __init__(self, region: str = DEFAULT_REGION, host: str = "127.0.0.1", apply_fixes: bool = True) -> None:
+    def __init__(self, region: str = DEFAULT_REGION, host: str = "127.0.0.1") -> None:
         super().__init__(region)
         self.host = host
         self.port: int | None = None
-        self.apply_fixes = apply_fixes
         self._server: Any = None
 
     @property
@@ -178,26 +136,33 @@ class MotoBackend(Backend):
 
         from natlab.cloud import moto_fixes
 
-        if self.apply_fixes:
-            moto_fixes.apply_all()
+        moto_fixes.apply_all()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         self._server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
         self._server.start()
         self.port = self._server.get_host_and_port()[1]
-        wait_until(self._ping, what=f"moto at {self.endpoint_url}", timeout=10)
+        wait_until(
+            self._ping,
+            what=f"answer from moto at {self.endpoint_url}",
+            timeout=10,
+            interval=0.02,
+            max_interval=0.5,
+            retry_on=(OSError,),
+        )
         logger.info("moto %s ready at %s", _moto_version(), self.endpoint_url)
         return self
 
-    def _ping(self) -> None:
+    def _ping(self) -> bool:
         with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=2) as response:
             response.read()
+        return True
 
     def reset(self) -> None:
-        """Clear every moto backend (POST /moto-api/reset) and the lifecycle registry."""
+        """Forget every resource (POST /moto-api/reset) and the lifecycle actions the fixes recorded."""
         from natlab.cloud import moto_fixes
 
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:  # loopback only
             response.read()
         moto_fixes.LIFECYCLE.clear()
 
@@ -316,20 +281,11 @@ class AwsBackend(Backend):
     def endpoint_url(self) -> str | None:
         return self._endpoint_url
 
-    def credentials(self) -> dict[str, str]:
-        return {} if self._endpoint_url is None else super().credentials()
-
     def env(self) -> dict[str, str]:
         env = super().env()
         if self.profile:
             env["AWS_PROFILE"] = self.profile
         return env
-
-    def client(self, service: str, **config: Any) -> Any:
-        if not self.profile:
-            return super().client(service, **config)
-        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-        return session.client(service, config=Config(**config) if config else None)
 
     def start(self) -> Self:
         if not self.confirm_costs:

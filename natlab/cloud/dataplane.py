@@ -16,8 +16,9 @@ Why ``iif <bridge>`` and not ``from <subnet cidr> iif <bridge>``: an AWS route t
 traffic leaving the subnet, including what a NAT instance forwards with a foreign source address (a
 NAT that forgot to masquerade must hit the IGW and be dropped there, not bypass the route table).
 
-Everything is removed by ``close()`` (also when ``open()`` fails half-way): the sync thread stops,
-then each namespace's processes are killed by PID before the namespace is deleted.
+Everything is removed by ``close()`` (also when the start in ``with`` or ``open()`` fails half-way):
+the sync thread stops, then each namespace's processes are killed by PID before the namespace is
+deleted.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
-from . import probes
+from natlab.resource import Resource
+from natlab.waiting import wait_until
+
+from . import probes, tools
 from .internet import INTERNET_LINK_IP, ROUTER_IFNAME, Internet
 from .netns import NETNS_DIR, Namespace, NamespaceError, bridge, set_master, set_sysctl, veth_pair
 from .route_sync import RouterEvent, RouteSync, SubnetPort, Target, nft_ruleset, table_for_subnet
@@ -81,19 +84,32 @@ class Attachment:
         return (NETNS_DIR / self.ns_name).exists()
 
 
+class _NoMatchingEvent(LookupError):
+    """``wait_for_event``'s "not yet"; shows the last events only when printed (it polls every ms)."""
+
+    def __init__(self, events: list[RouterEvent]) -> None:
+        super().__init__()
+        self.events = events
+
+    def __str__(self) -> str:
+        return f"last events: {[str(e) for e in self.events[-10:]]}"
+
+
 def _ns_name(ns: Namespace | str) -> str:
     return ns.name if isinstance(ns, Namespace) else str(ns)
 
 
 def _run_ip(ns_name: str, *args: str) -> None:
     # netns.Namespace.ip needs a Namespace object; attach() also accepts a bare namespace name.
-    proc = subprocess.run(["ip", "-n", ns_name, *args], capture_output=True, text=True, timeout=10, check=False)
+    proc = subprocess.run(
+        [tools.tool("ip"), "-n", ns_name, *args], capture_output=True, text=True, timeout=10, check=False
+    )
     if proc.returncode != 0:
         raise NamespaceError(f"ip -n {ns_name} {' '.join(args)} failed: {proc.stderr.strip()}")
 
 
-class EmulatedVpc:
-    """The data plane of one emulated VPC; a context manager (see the module docstring).
+class EmulatedVpc(Resource):
+    """The data plane of one emulated VPC, as a ``Resource`` (see the module docstring).
 
     ``ec2`` is a boto3 EC2 client for the emulator (thread-safe; the sync thread uses it).
     ``workload_subnets``: subnet ids that get a workload namespace; default: every subnet whose
@@ -129,53 +145,42 @@ class EmulatedVpc:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def __enter__(self) -> EmulatedVpc:
-        return self.open()
+    def start(self) -> Self:
+        """Build the namespaces from the emulator's view and sync the routes once; then keep syncing.
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def open(self) -> EmulatedVpc:
-        """Build the namespaces from the emulator's view and sync the routes once; then keep syncing."""
+        A failure half-way leaves the cleanup to ``close()`` (``with`` and ``open()`` call it).
+        """
         if self._opened:
             return self
         self._opened = True
         started = time.monotonic()
-        try:
-            vpc = self.ec2.describe_vpcs(VpcIds=[self.vpc_id])["Vpcs"][0]
-            self.vpc_cidr = vpc["CidrBlock"]
-            subnets = sorted(
-                self.ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}])["Subnets"],
-                key=lambda s: ipaddress.ip_network(s["CidrBlock"]),
-            )
-            tables = self.ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}])[
-                "RouteTables"
-            ]
-            self.router.open()
-            set_sysctl(self.router, "net.ipv4.ip_forward", 1)
-            self.internet.open()
-            self._router_batch(["nft", "-f", "-"], nft_ruleset(ROUTER_IFNAME))
-            self._build_subnets(subnets)
-            for subnet in subnets:
-                if self._wants_workload(subnet, tables):
-                    self._add_workload(subnet["SubnetId"])
-            self.sync = RouteSync(
-                self.ec2,
-                self.vpc_id,
-                self.router,
-                self.ports.values(),
-                Target("via", via=INTERNET_LINK_IP, dev=ROUTER_IFNAME),
-                self.attached_ips,
-                interval=self.poll_interval,
-                on_event=self.on_event,
-            )
-            self.sync.sync_once(full=True)
-            self.sync.start()
-        except BaseException:
-            self.close()
-            raise
+        vpc = self.ec2.describe_vpcs(VpcIds=[self.vpc_id])["Vpcs"][0]
+        self.vpc_cidr = vpc["CidrBlock"]
+        subnets = sorted(
+            self.ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}])["Subnets"],
+            key=lambda s: ipaddress.ip_network(s["CidrBlock"]),
+        )
+        tables = self.ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}])["RouteTables"]
+        self.router.open()
+        set_sysctl(self.router, "net.ipv4.ip_forward", 1)
+        self.internet.start()
+        self._router_batch(["nft", "-f", "-"], nft_ruleset(ROUTER_IFNAME))
+        self._build_subnets(subnets)
+        for subnet in subnets:
+            if self._wants_workload(subnet, tables):
+                self._add_workload(subnet["SubnetId"])
+        self.sync = RouteSync(
+            self.ec2,
+            self.vpc_id,
+            self.router,
+            self.ports.values(),
+            Target("via", via=INTERNET_LINK_IP, dev=ROUTER_IFNAME),
+            self.attached_ips,
+            interval=self.poll_interval,
+            on_event=self.on_event,
+        )
+        self.sync.sync_once(full=True)
+        self.sync.start()
         log.info(
             "emulated %s (%s): %d subnets, %d workloads, ready in %.0f ms",
             self.vpc_id,
@@ -190,7 +195,7 @@ class EmulatedVpc:
         """Stop syncing, kill every process, delete every namespace. Idempotent; never raises on
         a half-built VPC."""
         if self.sync is not None:
-            self.sync.stop()
+            self.sync.close()
         for workload in list(self.workloads.values()):
             workload.ns.close()
         with self._lock:
@@ -369,16 +374,15 @@ class EmulatedVpc:
     def wait_for_event(self, pattern: str, *, after: float = 0.0, timeout: float = 5.0) -> RouterEvent:
         """The first event with ``mono > after`` whose text matches regex ``pattern``."""
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            for event in self.events:
-                if event.mono > after and regex.search(event.text):
-                    return event
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"no router event matching {pattern!r} within {timeout}s; events: {self.timeline()[-10:]}"
-                )
-            time.sleep(0.001)
+
+        def matching() -> RouterEvent:
+            events = self.events
+            found = next((e for e in events if e.mono > after and regex.search(e.text)), None)
+            if found is None:
+                raise _NoMatchingEvent(events)
+            return found
+
+        return wait_until(matching, what=f"router event matching {pattern!r}", timeout=timeout, interval=0.001)
 
     def kernel_state(self) -> str:
         """The router's rules, routes and nftables, for failure reports."""

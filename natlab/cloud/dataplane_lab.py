@@ -1,6 +1,7 @@
 """Test fixtures for the data plane: a moto VPC with two fake NAT instances.
 
-Used by ``harness/test_dataplane_*.py`` and ``bench/nat_throughput.py``.
+Used by ``harness/test_dataplane_*.py`` and ``bench/nat_throughput.py``, against a
+:class:`natlab.cloud.backend.MotoBackend`: ``build_cloud(backend.client("ec2"))``.
 
 The fake NAT namespaces are configured the way the boot script configures a real one (forwarding,
 nftables masquerade of the private CIDR on ``ens5``, source/dest check off), each step optional so
@@ -10,12 +11,9 @@ that a test can leave one out and see the traffic fail.
 from __future__ import annotations
 
 import contextlib
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-import boto3
 
 from .dataplane import EmulatedVpc
 from .netns import Namespace, set_sysctl
@@ -24,29 +22,6 @@ VPC_CIDR = "10.0.0.0/16"
 PUBLIC_CIDR = "10.0.0.0/24"
 PRIVATE_CIDR = "10.0.1.0/24"
 DEFAULT_ROUTE = "0.0.0.0/0"
-
-
-@dataclass
-class MotoEc2:
-    """A warm boto3 EC2 client on an in-process moto server, and how to reset it."""
-
-    client: Any
-    endpoint: str
-
-    def reset(self) -> None:
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:  # loopback only
-            response.read()
-
-
-def ec2_client(endpoint: str) -> Any:
-    return boto3.client(
-        "ec2",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @dataclass

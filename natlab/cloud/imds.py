@@ -17,8 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
+
+from natlab.resource import Resource
 
 from .netns import Namespace
 
@@ -221,8 +222,8 @@ class _ImdsHTTPServer(ThreadingHTTPServer):
         return 200, "\n".join(k + "/" if isinstance(v, dict) else k for k, v in node.items())
 
 
-class ImdsServer:
-    """IMDSv2 for ``identity`` inside ``ns`` on ``169.254.169.254:80``; a context manager.
+class ImdsServer(Resource):
+    """IMDSv2 for ``identity`` inside ``ns`` on ``169.254.169.254:80``; a ``Resource``.
 
     ``requests`` lists every answered request (method, path, status, time) for assertions and the
     timeline. ``user_data`` (bytes) is served at ``/latest/user-data`` when given.
@@ -258,43 +259,31 @@ class ImdsServer:
         with self._lock:
             return list(self._requests)
 
-    def start(self) -> ImdsServer:
+    def start(self) -> Self:
         """Add the address to ``lo`` (if missing), bind inside the namespace and serve."""
-        try:
-            if self.host == IMDS_ADDRESS:
-                self.ns.ip("addr", "replace", f"{self.host}/32", "dev", "lo")
-            sock = self.ns.listen_socket(self.host, self.port)
-            self._server = _ImdsHTTPServer(self.identity, sock, self._requests, self._lock)
-            if self.user_data is not None:
-                self._server.tree["user-data"] = self.user_data.decode(errors="replace")
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.02},
-                name=f"imds-{self.identity.instance_id}",
-                daemon=True,
-            )
-            self._thread.start()
-        except BaseException:
-            self.close()
-            raise
+        if self.host == IMDS_ADDRESS:
+            self.ns.ip("addr", "replace", f"{self.host}/32", "dev", "lo")
+        sock = self.ns.listen_socket(self.host, self.port)
+        self._server = _ImdsHTTPServer(self.identity, sock, self._requests, self._lock)
+        if self.user_data is not None:
+            self._server.tree["user-data"] = self.user_data.decode(errors="replace")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name=f"imds-{self.identity.instance_id}",
+            daemon=True,
+        )
+        self._thread.start()
         return self
 
     def close(self) -> None:
         """Stop serving and close the socket. Idempotent."""
         server, self._server = self._server, None
         if server is not None:
-            if self._thread is not None:
+            if self._thread is not None and self._thread.is_alive():  # shutdown() waits for serve_forever
                 server.shutdown()
             with contextlib.suppress(OSError):
                 server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
-
-    def __enter__(self) -> ImdsServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

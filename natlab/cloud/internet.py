@@ -21,10 +21,11 @@ import select
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO
+from typing import IO, Self
+
+from natlab.resource import Resource
+from natlab.waiting import wait_until
 
 from .netns import Namespace, set_sysctl, veth_pair
 
@@ -43,11 +44,11 @@ SERVERS_SCRIPT = Path(__file__).with_name("inet_servers.py")
 READY_DEADLINE = 10.0
 
 
-class Internet:
-    """The internet namespace, its link to ``router`` and its servers; a context manager.
+class Internet(Resource):
+    """The internet namespace, its link to ``router`` and its servers; a ``Resource``.
 
     ``close()`` kills the servers (by PID, via the namespace) and deletes the namespace (which also
-    removes the link's router end). A failure half-way through ``open()`` undoes what was made.
+    removes the link's router end); ``with`` and ``open()`` call it when the start fails half-way.
     """
 
     def __init__(self, router: Namespace, suffix: str) -> None:
@@ -57,52 +58,39 @@ class Internet:
         self.http_clients: list[str] = []
         """Client addresses the HTTP server saw, in order (from its ``http <client>`` lines)."""
 
-    def __enter__(self) -> Internet:
-        return self.open()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def open(self) -> Internet:
-        try:
-            self.ns.open()
-            veth_pair(self.router, ROUTER_IFNAME, self.ns, INTERNET_IFNAME)
-            self.router.add_address(ROUTER_IFNAME, f"{ROUTER_LINK_IP}/{LINK_PREFIX}")
-            self.ns.add_address(INTERNET_IFNAME, f"{INTERNET_LINK_IP}/{LINK_PREFIX}")
-            self.ns.add_address("lo", f"{SERVER_IP}/32")
-            self.ns.ip("route", "add", "default", "via", ROUTER_LINK_IP)
-            # moto's Elastic IPs are 127.x.y.z: accept them as sources and send replies to them
-            # through the router instead of to this namespace's own loopback.
-            for key in ("net.ipv4.conf.all.route_localnet", f"net.ipv4.conf.{INTERNET_IFNAME}.route_localnet"):
-                set_sysctl(self.ns, key, 1)
-            self.ns.ip("route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
-            self._start_servers()
-        except BaseException:
-            self.close()
-            raise
+    def start(self) -> Self:
+        self.ns.open()
+        veth_pair(self.router, ROUTER_IFNAME, self.ns, INTERNET_IFNAME)
+        self.router.add_address(ROUTER_IFNAME, f"{ROUTER_LINK_IP}/{LINK_PREFIX}")
+        self.ns.add_address(INTERNET_IFNAME, f"{INTERNET_LINK_IP}/{LINK_PREFIX}")
+        self.ns.add_address("lo", f"{SERVER_IP}/32")
+        self.ns.ip("route", "add", "default", "via", ROUTER_LINK_IP)
+        # moto's Elastic IPs are 127.x.y.z: accept them as sources and send replies to them
+        # through the router instead of to this namespace's own loopback.
+        for key in ("net.ipv4.conf.all.route_localnet", f"net.ipv4.conf.{INTERNET_IFNAME}.route_localnet"):
+            set_sysctl(self.ns, key, 1)
+        self.ns.ip("route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
+        self._start_servers()
         return self
 
     def _start_servers(self) -> None:
-        self.servers = self.ns.popen(
+        servers = self.servers = self.ns.popen(
             [sys.executable, str(SERVERS_SCRIPT), "--address", SERVER_IP], stdout=subprocess.PIPE, text=True, bufsize=1
         )
-        assert self.servers.stdout is not None
-        deadline = time.monotonic() + READY_DEADLINE
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.servers.stdout], [], [], 0.05)
-            if ready:
-                line = self.servers.stdout.readline()
-                if line.strip() == "ready":
-                    log.debug("internet servers ready on %s (pid %d)", SERVER_IP, self.servers.pid)
-                    threading.Thread(
-                        target=self._drain, args=(self.servers.stdout,), name="internet-servers-out", daemon=True
-                    ).start()
-                    return
-                if not line:
-                    break
-        raise TimeoutError(f"internet servers not ready within {READY_DEADLINE}s (exit status {self.servers.poll()})")
+        stdout = servers.stdout
+        assert stdout is not None
+
+        def ready() -> bool:
+            if not select.select([stdout], [], [], 0)[0]:
+                return False
+            line = stdout.readline()
+            if not line:
+                raise RuntimeError(f"internet servers exited before ready (exit status {servers.poll()})")
+            return line.strip() == "ready"
+
+        wait_until(ready, what="ready line from the internet servers", timeout=READY_DEADLINE, interval=0.01)
+        log.debug("internet servers ready on %s (pid %d)", SERVER_IP, servers.pid)
+        threading.Thread(target=self._drain, args=(stdout,), name="internet-servers-out", daemon=True).start()
 
     def _drain(self, stream: IO[str]) -> None:
         """Read the servers' output (so its pipe never fills) and keep the HTTP clients seen."""
@@ -113,12 +101,13 @@ class Internet:
 
     def wait_http_clients(self, count: int, timeout: float = 2.0) -> list[str]:
         """``http_clients`` once it holds at least ``count`` entries (the log trails the reply)."""
-        deadline = time.monotonic() + timeout
-        while len(self.http_clients) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"HTTP server logged {len(self.http_clients)} of {count} requests")
-            time.sleep(0.002)
-        return list(self.http_clients)
+
+        def logged() -> list[str]:
+            if len(self.http_clients) < count:
+                raise LookupError(f"HTTP server logged {len(self.http_clients)} of {count} requests")
+            return list(self.http_clients)
+
+        return wait_until(logged, what=f"{count} HTTP requests in the server log", timeout=timeout, interval=0.002)
 
     def close(self) -> None:
         """Kill the servers and delete the namespace. Idempotent."""

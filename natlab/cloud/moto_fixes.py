@@ -1,11 +1,14 @@
 """The one place where the harness patches moto 5.2.5, in-process.
 
 Each fix is a small function that brings one moto behaviour closer to AWS. Its docstring says what
-AWS does, what moto does, and that the difference is worth reporting upstream. Every fix is
-reversible (``revert``) so a test can show the bug is still present in plain moto: when such a test
-starts failing, upstream fixed it and the patch can go.
+AWS does, what moto does, and that the difference is worth reporting upstream.
 
-Only works when moto runs in this Python process (``ThreadedMotoServer`` or ``mock_aws``).
+The fixes patch moto's classes, so they hold for the whole Python process: once applied, every moto
+in it (any ``ThreadedMotoServer``, ``mock_aws``) has them; there is no "plain moto" beside a fixed
+one. :class:`natlab.cloud.backend.MotoBackend` applies them all when it starts (:func:`apply_all`,
+idempotent). :func:`without` takes one fix away, process-wide, for the length of a block, so a
+test can show the bug is still present upstream: when such a test starts failing, upstream fixed
+it and the patch can go.
 """
 
 from __future__ import annotations
@@ -347,7 +350,11 @@ def revert(name: str) -> None:
 
 @contextmanager
 def without(name: str) -> Iterator[None]:
-    """Run a block against plain moto for one fix (to show the bug is still there upstream)."""
+    """Run a block with one fix taken away (to show the bug is still there upstream).
+
+    Process-wide, like the fixes: every moto server and thread of the process sees moto's own
+    behaviour until the block ends. The fix comes back afterwards if it was applied before.
+    """
     was_applied = name in _applied
     revert(name)
     try:

@@ -20,16 +20,17 @@ import functools
 import itertools
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
+
+from natlab.cloud import tools
+from natlab.resource import Resource
+from natlab.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def _run(
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a short host command, capturing output; raise NamespaceError with stderr on failure."""
     try:
-        return subprocess.run(list(argv), check=check, timeout=timeout, capture_output=True, input=input)
+        return subprocess.run(tools.command(argv), check=check, timeout=timeout, capture_output=True, input=input)
     except subprocess.CalledProcessError as exc:
         stderr = exc.stderr.decode(errors="replace").strip()
         raise NamespaceError(f"{' '.join(argv)!s} failed ({exc.returncode}): {stderr}") from exc
@@ -73,14 +74,17 @@ def _run(
 @functools.cache
 def unavailable_reason() -> str | None:
     """Return None when namespaces can be used here, else a sentence saying why not (for skips)."""
-    if shutil.which("ip") is None:
-        return "the `ip` command (Debian package iproute2) is not installed; run scripts/bootstrap.sh"
+    missing = tools.missing_reason(*tools.DATAPLANE_TOOLS)
+    if missing:
+        return missing
     if os.geteuid() != 0:
-        rootless = subprocess.run(["unshare", "-Urnm", "true"], capture_output=True, timeout=10, check=False)
+        rootless = subprocess.run(
+            tools.command(["unshare", "-Urnm", "true"]), capture_output=True, timeout=10, check=False
+        )
         if rootless.returncode == 0:
             return (
                 "not running as root: `ip netns` needs root; unprivileged user namespaces work "
-                "here (`unshare -Urnm`), but the harness has no rootless mode yet - run as root"
+                "here, so run through scripts/rootless.sh (as `make verify` does) or as root"
             )
         return (
             "not running as root and unprivileged user namespaces are unavailable "
@@ -167,15 +171,15 @@ def _write_baseline() -> None:
         _write_proc_sys(key, value)
 
 
-class Namespace:
-    """A network namespace with ``lo`` up; a context manager that removes it and its processes.
+class Namespace(Resource):
+    """A network namespace with ``lo`` up; a ``Resource`` whose ``close()`` removes it and its processes.
 
     It starts from the kernel defaults in ``BASELINE_SYSCTLS`` (``ip_forward=0``) whatever the
     host's settings are.
 
     ``Namespace("router")`` is named ``natlab-<run>-router``; without a suffix a counter is used.
-    The namespace is created by ``open()`` (called by ``__enter__``); if creation fails half-way,
-    what was made is removed before the error propagates.
+    The namespace is created by ``open()`` (or ``with``); if creation fails half-way, what was made
+    is removed before the error propagates.
     """
 
     def __init__(self, suffix: str | None = None, *, prefix: str = PREFIX) -> None:
@@ -190,33 +194,22 @@ class Namespace:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def open(self) -> Namespace:
-        """Create the namespace and bring ``lo`` up. Returns self."""
+    def start(self) -> Self:
+        """Create the namespace and bring ``lo`` up (use ``open()`` or ``with``: they clean up a
+        failed start)."""
         if self._created:
             return self
         if self.path.exists():  # same suffix twice in one run (e.g. an instance id after a reset)
             self.name = f"{self.name}-{next(_counter)}"
             self.path = NETNS_DIR / self.name
-        try:
-            _run(["ip", "netns", "add", self.name])
-            self._created = True
-            with _registry_lock:
-                _registry[self.name] = self
-            self.ip("link", "set", "lo", "up")
-            self.call(_write_baseline)
-        except BaseException:
-            self.close()
-            raise
+        _run(["ip", "netns", "add", self.name])
+        self._created = True
+        with _registry_lock:
+            _registry[self.name] = self
+        self.ip("link", "set", "lo", "up")
+        self.call(_write_baseline)
         log.debug("namespace %s created", self.name)
         return self
-
-    def __enter__(self) -> Namespace:
-        return self.open()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Namespace({self.name!r})"
@@ -247,8 +240,8 @@ class Namespace:
     # -- commands ----------------------------------------------------------------------------------
 
     def exec_prefix(self) -> list[str]:
-        """``["ip", "netns", "exec", name]``: prepend to an argv to run it in the namespace."""
-        return ["ip", "netns", "exec", self.name]
+        """``[".../ip", "netns", "exec", name]``: prepend to an argv to run it in the namespace."""
+        return [tools.tool("ip"), "netns", "exec", self.name]
 
     def ip(self, *args: str, check: bool = True, timeout: float = IP_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
         """Run ``ip -n NAME <args>`` (faster than ``ip netns exec``); NamespaceError on failure."""
@@ -257,14 +250,15 @@ class Namespace:
     def run(
         self, argv: Sequence[str], *, check: bool = True, timeout: float = 30.0, **kwargs: Any
     ) -> subprocess.CompletedProcess[Any]:
-        """``subprocess.run`` of ``argv`` inside the namespace (via ``ip netns exec``)."""
+        """``subprocess.run`` of ``argv`` inside the namespace (via ``ip netns exec``; the program is
+        found by :mod:`natlab.cloud.tools`, so ``nft`` works without /usr/sbin on PATH)."""
         kwargs.setdefault("capture_output", True)
-        return subprocess.run([*self.exec_prefix(), *argv], check=check, timeout=timeout, **kwargs)
+        return subprocess.run([*self.exec_prefix(), *tools.command(argv)], check=check, timeout=timeout, **kwargs)
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        """Start ``argv`` inside the namespace in its own session; killed by ``close()``."""
+        """Start ``argv`` (found like ``run``'s) inside the namespace in its own session; killed by ``close()``."""
         kwargs.setdefault("start_new_session", True)
-        proc: subprocess.Popen[Any] = subprocess.Popen([*self.exec_prefix(), *argv], **kwargs)
+        proc: subprocess.Popen[Any] = subprocess.Popen([*self.exec_prefix(), *tools.command(argv)], **kwargs)
         with self._lock:
             self._procs.append(proc)
         return proc
@@ -298,16 +292,7 @@ class Namespace:
             procs = list(self._procs)
         for proc in procs:
             _kill_group(proc)
-        end = time.monotonic() + deadline
-        while pids := self.pids():
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            _reap(procs)
-            if time.monotonic() > end:
-                log.warning("namespace %s: processes survive SIGKILL: %s", self.name, pids)
-                break
-            time.sleep(0.01)
+        _kill_until_gone(self.name, self.pids, deadline, lambda: _reap(procs))
         _reap(procs, timeout=2.0)
 
     # -- small conveniences ------------------------------------------------------------------------
@@ -336,6 +321,27 @@ def _reap(procs: Sequence[subprocess.Popen[Any]], timeout: float = 0.0) -> None:
         if proc.poll() is None and timeout:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=timeout)
+
+
+def _kill_until_gone(
+    name: str, pids: Callable[[], list[int]], deadline: float, reap: Callable[[], None] = lambda: None
+) -> None:
+    """SIGKILL every PID in namespace ``name`` until none is left; warn if some survive ``deadline`` s."""
+
+    def gone() -> bool:
+        alive = pids()
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        reap()
+        if alive:
+            raise LookupError(f"processes survive SIGKILL: {alive}")
+        return True
+
+    try:
+        wait_until(gone, what=f"exit of every process in namespace {name}", timeout=deadline, interval=0.01)
+    except TimeoutError as error:
+        log.warning("%s", error)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -415,15 +421,10 @@ def list_namespaces(prefix: str = PREFIX) -> list[str]:
 
 
 def _remove_by_name(name: str) -> None:
-    end = time.monotonic() + KILL_DEADLINE
-    while True:
-        out = _run(["ip", "netns", "pids", name], check=False).stdout.decode().split()
-        if not out or time.monotonic() > end:
-            break
-        for pid in out:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-        time.sleep(0.01)
+    def pids() -> list[int]:
+        return [int(p) for p in _run(["ip", "netns", "pids", name], check=False).stdout.decode().split()]
+
+    _kill_until_gone(name, pids, KILL_DEADLINE)
     _run(["ip", "netns", "del", name], check=False)
 
 

@@ -24,8 +24,10 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Literal
+from typing import Literal, Self
+
+from natlab.resource import Resource
+from natlab.waiting import wait_until
 
 from .internet import HTTP_PORT, SERVER_IP, TCP_ECHO_PORT, UDP_ECHO_PORT
 from .netns import call_in_netns
@@ -126,10 +128,10 @@ class UdpResult:
         return [self.received[s] - self.sent[s] for s in sorted(self.received) if s in self.sent]
 
 
-class UdpStream:
+class UdpStream(Resource):
     """Send ``rate`` sequence-numbered datagrams a second to the UDP echo, record the echoes.
 
-    A context manager: it starts on enter and stops on exit (or by itself after ``duration`` s);
+    A ``Resource``: it starts on enter and stops on exit (or by itself after ``duration`` s);
     ``result`` holds send/receive times. Datagrams whose echo comes later than ``late`` s after the
     last send are not waited for.
     """
@@ -155,26 +157,14 @@ class UdpStream:
         self._sock: socket.socket | None = None
         self._threads: list[threading.Thread] = []
 
-    def __enter__(self) -> UdpStream:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self) -> UdpStream:
+    def start(self) -> Self:
         self._sock = socket_in(self.netns)
-        try:
-            self._sock.connect(self.target)
-            self._sock.settimeout(0.05)
-            for fn in (self._send_loop, self._receive_loop):
-                thread = threading.Thread(target=fn, name=f"udp-probe-{fn.__name__}", daemon=True)
-                thread.start()
-                self._threads.append(thread)
-        except BaseException:
-            self.stop()
-            raise
+        self._sock.connect(self.target)
+        self._sock.settimeout(0.05)
+        for fn in (self._send_loop, self._receive_loop):
+            thread = threading.Thread(target=fn, name=f"udp-probe-{fn.__name__}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def _send_loop(self) -> None:
@@ -216,21 +206,26 @@ class UdpStream:
 
     def wait_received(self, count: int = 1, timeout: float = 5.0) -> None:
         """Block until ``count`` echoes arrived (raise ``TimeoutError`` otherwise)."""
-        deadline = time.monotonic() + timeout
-        while len(self.result.received) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"UDP probe: {len(self.result.received)} of {count} echoes "
-                    f"within {timeout}s ({len(self.result.sent)} sent)"
-                )
-            time.sleep(0.005)
 
-    def stop(self) -> None:
+        def arrived() -> bool:
+            received = len(self.result.received)
+            if received < count:
+                raise LookupError(f"{received} of {count} echoes ({len(self.result.sent)} sent)")
+            return True
+
+        wait_until(arrived, what=f"{count} UDP echoes", timeout=timeout, interval=0.005)
+
+    def close(self) -> None:
+        """Stop sending and receiving, close the socket; ``result`` stays readable. Idempotent."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=2.0)
         if self._sock is not None:
             self._sock.close()
+
+    def stop(self) -> None:
+        """``close()``: end the stream now."""
+        self.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,11 +243,12 @@ class TcpEvent:
     detail: str = ""
 
 
-class TcpHold:
+class TcpHold(Resource):
     """Hold one TCP connection to the line echo, sending ``seq\\n`` every ``interval`` s.
 
-    Stops by itself at the first reset, close or error, after a ``stall`` (no echo for that many
-    seconds), or after ``duration`` s. ``outcome`` says which; ``events`` has the timestamps.
+    A ``Resource``. Stops by itself at the first reset, close or error, after a ``stall`` (no echo
+    for that many seconds), or after ``duration`` s. ``outcome`` says which; ``events`` has the
+    timestamps.
     """
 
     def __init__(
@@ -277,15 +273,7 @@ class TcpHold:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> TcpHold:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self) -> TcpHold:
+    def start(self) -> Self:
         self._sock = connect_in(self.netns, self.target, self.connect_timeout)
         self.events.append(
             TcpEvent(time.monotonic(), "connected", detail=f"{self._sock.getsockname()} -> {self.target}")
@@ -347,9 +335,14 @@ class TcpHold:
             self._thread.join(timeout)
         return self.outcome
 
-    def stop(self) -> None:
+    def close(self) -> None:
+        """Stop holding, close the connection; ``events`` and ``outcome`` stay readable. Idempotent."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
         if self._sock is not None:
             self._sock.close()
+
+    def stop(self) -> None:
+        """``close()``: end the hold now."""
+        self.close()

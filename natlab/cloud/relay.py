@@ -12,7 +12,9 @@ import ipaddress
 import logging
 import socket
 import threading
-from types import TracebackType
+from typing import Self
+
+from natlab.resource import Resource
 
 from .netns import Namespace
 
@@ -22,10 +24,10 @@ BUFSIZE = 65536
 CONNECT_TIMEOUT = 5.0
 
 
-class TcpRelay:
+class TcpRelay(Resource):
     """Listen on ``listen_host:listen_port`` inside ``ns``; pump each connection to the host target.
 
-    A context manager. ``connections`` counts accepted connections; ``close()`` stops accepting and
+    A ``Resource``. ``connections`` counts accepted connections; ``close()`` stops accepting and
     closes every open connection.
     """
 
@@ -50,24 +52,12 @@ class TcpRelay:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
-    def start(self) -> TcpRelay:
+    def start(self) -> Self:
         """Bind inside the namespace and start accepting."""
-        try:
-            self._listener = self.ns.listen_socket(*self.listen_address)
-            self._accept_thread = threading.Thread(target=self._accept_loop, name=f"relay-{self.ns.name}", daemon=True)
-            self._accept_thread.start()
-        except BaseException:
-            self.close()
-            raise
+        self._listener = self.ns.listen_socket(*self.listen_address)
+        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"relay-{self.ns.name}", daemon=True)
+        self._accept_thread.start()
         return self
-
-    def __enter__(self) -> TcpRelay:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Stop accepting, close all relayed connections. Idempotent."""

@@ -29,8 +29,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
+from natlab.resource import Resource
+
+from . import tools
 from .netns import Namespace
 
 log = logging.getLogger(__name__)
@@ -285,7 +288,7 @@ class SyncStats:
     apply: deque[float] = field(default_factory=lambda: deque(maxlen=500))
 
 
-class RouteSync:
+class RouteSync(Resource):
     """A thread that mirrors the emulator's routes into ``router``'s kernel every ``interval`` s.
 
     ``sync_once()`` does one round on the caller's thread (used before the thread starts, so the
@@ -328,11 +331,13 @@ class RouteSync:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self) -> Self:
         self._thread = threading.Thread(target=self._loop, name=f"route-sync-{self.vpc_id}", daemon=True)
         self._thread.start()
+        return self
 
-    def stop(self) -> None:
+    def close(self) -> None:
+        """Stop the thread (it finishes its round first). Idempotent."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -345,6 +350,7 @@ class RouteSync:
         self._wake.set()
 
     def _loop(self) -> None:
+        # The sync's own clock (a periodic loop, not a wait): one round every interval, or at kick().
         while not self._stop.is_set():
             started = time.monotonic()
             try:
@@ -422,7 +428,7 @@ class RouteSync:
             )
         if not lines:
             return []
-        self._batch("ip", ["ip", "-n", self.router.name, "-force", "-batch", "-"], lines)
+        self._batch("ip", [tools.tool("ip"), "-n", self.router.name, "-force", "-batch", "-"], lines)
         self.applied_routes = dict(wanted)
         return [self._record("route", text) for text in texts]
 
@@ -430,7 +436,7 @@ class RouteSync:
         if wanted == self.applied_nat:
             return []
         old = self.applied_nat
-        self._batch("nft", [*self.router.exec_prefix(), "nft", "-f", "-"], [_nft_map_update(wanted)])
+        self._batch("nft", [*self.router.exec_prefix(), tools.tool("nft"), "-f", "-"], [_nft_map_update(wanted)])
         self.applied_nat = dict(wanted)
         texts = [
             f"igw nat {priv} ↔ {wanted[priv]}" if priv in wanted else f"igw nat {priv} ↔ {old[priv]} removed"

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from natlab.lab.failover import FailoverResult
 from natlab.lab.lab import Lab
+from natlab.report.export import write_report
 from natlab.report.projection import ScriptMeasurement, project_all
-from natlab.report.report import Scenario, render_projection, render_table, write_report
+from natlab.report.summary import Scenario
+from natlab.report.table import render_projection, render_table
 
 
 def report_failover(lab: Lab, result: FailoverResult, name: str) -> tuple[str, Path]:

@@ -20,8 +20,9 @@ from urllib.parse import urlparse
 from natlab.cloud.asg_controller import AsgHealthController, AwsDelays
 from natlab.cloud.backend import MOTO_AL2023_ARM64_AMI, Backend, MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
-from natlab.cloud.instances import InstanceFleet, InstanceSandbox
+from natlab.cloud.fleet import InstanceFleet
 from natlab.cloud.netns import unavailable_reason
+from natlab.cloud.sandbox import InstanceSandbox
 from natlab.lab.settings import HarnessSettings
 from natlab.lab.terraform import TerraformWorkdir
 from natlab.report.timeline import REPLACEMENT_LAUNCHED, SOURCE_ASG, SOURCE_ROUTER, Timeline

@@ -1,4 +1,9 @@
-"""The harness's options, checked once at start-up so bad input fails before anything is created."""
+"""The harness's settings: the one table of its options, checked once so bad input fails before anything starts.
+
+Each field below is a command-line option of ``pytest harness`` (``boot_delay`` is ``--boot-delay``):
+its default, type, help and rule are written here and nowhere else. Scripts build the same settings
+in Python (``HarnessSettings(boot_delay=30)``) and get the same checks and messages.
+"""
 
 from __future__ import annotations
 
@@ -7,56 +12,82 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from natlab.lab.options import Option, Rule, SettingsError, check_fields, option, option_table
 
-class SettingsError(ValueError):
-    """An option value the harness cannot run with; the message names the option and what is allowed."""
+__all__ = ["BACKENDS", "OPTION_GROUP", "HarnessSettings", "SettingsError"]
+
+BACKENDS = ("moto", "localstack", "aws")
+#: The pytest option group the table is declared in: ``pytest --help`` lists it under this title.
+OPTION_GROUP = ("natlab", "NAT failover harness")
+MAX_SLA_SECONDS = 3600.0
+
+
+def _is_http_url(value: str) -> bool:
+    parsed = urlparse(value)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
 @dataclass(frozen=True)
 class HarnessSettings:
-    backend: str = "moto"
-    endpoint_url: str | None = None
-    region: str | None = None
-    aws_confirm_costs: bool = False
-    sla: float = 180.0
-    boot_delay: float = 0.0
-    report_dir: Path = Path("reports")
-    keep: bool = False
+    """Where AWS lives, what the failover must achieve, and where the reports go."""
+
+    backend: str = option(
+        "moto",
+        "where AWS lives: the embedded moto server, a LocalStack edge, or real AWS",
+        choices=BACKENDS,
+    )
+    endpoint_url: str | None = option(
+        None,
+        "the LocalStack-compatible edge for --backend localstack (e.g. http://127.0.0.1:4566)",
+        rule=Rule(_is_http_url, "must be an http(s) URL such as http://127.0.0.1:4566"),
+        metavar="URL",
+    )
+    region: str | None = option(None, "AWS region (us-east-1 when not given; required with --backend aws)")
+    aws_confirm_costs: bool = option(
+        False, "with --backend aws: yes, launch real instances in my account and pay for them"
+    )
+    sla: float = option(
+        180.0,
+        "seconds from NAT failure to routes on the replacement",
+        rule=Rule(lambda s: 0 < s <= MAX_SLA_SECONDS, f"must be more than 0 and at most {MAX_SLA_SECONDS:.0f} seconds"),
+        metavar="SECONDS",
+    )
+    boot_delay: float = option(
+        0.0,
+        "modelled seconds from instance launch to user data start (real AWS: ~26-29 s)",
+        rule=Rule(lambda s: s >= 0, "must be at least 0 seconds"),
+        metavar="SECONDS",
+    )
+    report_dir: Path = option(  # noqa: RUF009 - option() is a dataclasses.field; the Path is never mutated
+        Path("reports"), "where failover timelines (table, SVG/HTML, JSON) are written", metavar="DIR"
+    )
+    keep: bool = option(False, "leave the lab up after the run for debugging, and print how to reach it")
 
     def __post_init__(self) -> None:
-        if not 0 < self.sla <= 3600:
-            raise SettingsError(f"--sla must be more than 0 and at most 3600 seconds, got {self.sla}")
-        if not 0 <= self.boot_delay < self.sla:
-            raise SettingsError(
-                f"--boot-delay must be at least 0 and below --sla ({self.sla} s), got {self.boot_delay}"
-            )
-        if self.endpoint_url is not None:
-            parsed = urlparse(self.endpoint_url)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise SettingsError(
-                    f"--endpoint-url must be an http(s) URL such as http://127.0.0.1:4566, got {self.endpoint_url!r}"
-                )
+        check_fields(self)
+        self._check_combination()
+
+    def _check_combination(self) -> None:
+        """The rules across options (each field alone has passed its own)."""
+        if self.boot_delay >= self.sla:
+            raise SettingsError(f"--boot-delay must be below --sla ({self.sla} s), got {self.boot_delay}")
         if self.backend == "localstack" and self.endpoint_url is None:
             raise SettingsError("--backend localstack needs --endpoint-url (e.g. http://127.0.0.1:4566)")
-        if self.backend == "moto" and self.endpoint_url is not None:
-            raise SettingsError("--endpoint-url is for --backend localstack; moto is started by the harness")
-        if self.backend == "aws":
-            if not self.aws_confirm_costs:
-                raise SettingsError("--backend aws launches real, billed instances: add --aws-confirm-costs to confirm")
-            if not self.region:
-                raise SettingsError("--backend aws needs --region (e.g. --region eu-west-1)")
+        if self.backend != "localstack" and self.endpoint_url is not None:
+            raise SettingsError(
+                f"--endpoint-url is for --backend localstack only, got it with --backend {self.backend}"
+            )
+        if self.backend == "aws" and not self.aws_confirm_costs:
+            raise SettingsError("--backend aws launches real, billed instances: add --aws-confirm-costs to confirm")
+        if self.backend == "aws" and not self.region:
+            raise SettingsError("--backend aws needs --region (e.g. --region eu-west-1)")
+
+    @classmethod
+    def options(cls) -> list[Option]:
+        """The table: one row per option, in the order ``--help`` shows them."""
+        return option_table(cls)
 
     @classmethod
     def from_options(cls, config: Any) -> HarnessSettings:
-        """Builds settings from pytest's config (only the harness's own options)."""
-        option = config.getoption
-        return cls(
-            backend=option("--backend", default="moto"),
-            endpoint_url=option("--endpoint-url", default=None),
-            region=option("--region", default=None),
-            aws_confirm_costs=option("--aws-confirm-costs", default=False),
-            sla=option("--sla", default=180.0),
-            boot_delay=option("--boot-delay", default=0.0),
-            report_dir=option("--report-dir", default=Path("reports")),
-            keep=option("--keep", default=False),
-        )
+        """Settings from pytest's config (or anything with ``getoption``); unset options keep their default."""
+        return cls(**{row.name: config.getoption(row.name, default=row.default) for row in cls.options()})

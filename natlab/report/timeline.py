@@ -22,13 +22,14 @@ Well-known event names (the report computes its key durations from them):
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from natlab.module import bootlog
 
 FAULT_INJECTED = "fault-injected"
 REPLACEMENT_LAUNCHED = "replacement-launched"
@@ -45,12 +46,6 @@ SOURCE_ASG = "autoscaling"
 SOURCE_ROUTER = "router"
 SOURCE_PROBE = "probe"
 BOOT_SOURCE_PREFIX = "boot:"
-
-# 2026-11-26T21:50:01.123Z nat-boot: step=routes done (see docs/design.md)
-_BOOT_LINE = re.compile(
-    r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)\s+nat-boot:\s+"
-    r"(?:step=(?P<step>[\w.-]+)\s*)?(?P<message>.*?)\s*$"
-)
 
 
 def boot_source(instance_id: str) -> str:
@@ -161,66 +156,53 @@ class Timeline:
         """Turn a boot-script log into events: one span per step, plus started/finished/failed.
 
         `clock_offset` (seconds) is added to the log's wall times, for an instance whose clock
-        differs from this host's; in the emulator it is 0. Lines not in the boot-log format
-        (shell noise, CLI output) are ignored. Messages other than start/done/error are kept in
+        differs from this host's; in the emulator it is 0. The log is read by `natlab.module.bootlog`
+        (lines not in its format are ignored). Messages other than start/done/error are kept in
         the step's detail; lines without `step=` (e.g. `complete-lifecycle-action ABANDON`)
         become `boot-note` events.
         """
-        source = boot_source(instance_id)
-        lines = []
-        for raw in text.splitlines():
-            match = _BOOT_LINE.match(raw.strip())
-            if match:
-                rel = self.wall_to_rel(parse_wall(match["ts"]) + clock_offset)
-                lines.append((rel, match["step"], match["message"]))
+        lines = bootlog.parse(text)
         if not lines:
             return []
-        added = [self._add(t=lines[0][0], name=BOOT_STARTED, source=source, detail=instance_id)]
-        open_steps: dict[str, tuple[float, list[str]]] = {}
-        failed = False
-        last_done = lines[0][0]
-        for rel, step, message in lines:
-            verb, _, rest = message.partition(" ")
-            if step is None:
-                added.append(self._add(t=rel, name=BOOT_NOTE, source=source, detail=message))
-            elif verb == "start":
-                open_steps[step] = (rel, [])
-            elif verb in ("done", "error"):
-                start, notes = open_steps.pop(step, (rel, []))
-                if verb == "error":
-                    failed = True
-                    notes.append(message)
-                    added.append(self._add(t=rel, name=BOOT_FAILED, source=source, detail=f"step={step} {message}"))
-                elif rest:
-                    notes.append(rest)
-                last_done = max(last_done, rel)
-                added.append(
-                    self._add(
-                        t=start,
-                        end=rel,
-                        name=f"{STEP_PREFIX}{step}",
-                        source=source,
-                        detail="; ".join(notes),
-                        failed=verb == "error",
-                    )
-                )
-            elif step in open_steps:
-                open_steps[step][1].append(message)
-        end_of_log = lines[-1][0]
-        for step, (start, notes) in open_steps.items():
-            added.append(
-                self._add(
-                    t=start,
-                    end=end_of_log,
-                    name=f"{STEP_PREFIX}{step}",
-                    source=source,
-                    failed=True,
-                    detail="; ".join([*notes, "no done line: unfinished"]),
-                )
-            )
-        if not failed and not open_steps:
-            added.append(self._add(t=last_done, name=BOOT_FINISHED, source=source, detail=instance_id))
+        source = boot_source(instance_id)
+
+        def rel(when: datetime) -> float:
+            return self.wall_to_rel(when.timestamp() + clock_offset)
+
+        added = [self._add(t=rel(lines[0].time), name=BOOT_STARTED, source=source, detail=instance_id)]
+        for line in lines:
+            if line.step is None:
+                added.append(self._add(t=rel(line.time), name=BOOT_NOTE, source=source, detail=line.message))
+        runs = bootlog.steps(lines)
+        for run in runs:
+            end = rel(run.end or lines[-1].time)  # a running step lasts to the end of the log
+            added += self._add_boot_step(run, source, start=end if run.start is None else rel(run.start), end=end)
+        if all(run.status == bootlog.DONE for run in runs):
+            finished = max([lines[0].time, *(run.end for run in runs if run.end is not None)])
+            added.append(self._add(t=rel(finished), name=BOOT_FINISHED, source=source, detail=instance_id))
         return added
+
+    def _add_boot_step(self, run: bootlog.BootStep, source: str, start: float, end: float) -> list[Event]:
+        """The `step:<name>` span of one run of a step, after a `boot-failed` point if it failed."""
+        notes = list(run.notes)
+        added = []
+        if run.status == bootlog.ERROR:
+            notes.append(run.message)
+            detail = f"step={run.name} {run.message}"
+            added.append(self._add(t=end, name=BOOT_FAILED, source=source, detail=detail))
+        elif run.status == bootlog.RUNNING:
+            notes.append("no done line: unfinished")
+        elif run.message != bootlog.DONE:  # "done <more>": keep the more
+            notes.append(run.message.partition(" ")[2])
+        span = self._add(
+            t=start,
+            end=end,
+            name=f"{STEP_PREFIX}{run.name}",
+            source=source,
+            detail="; ".join(notes),
+            failed=run.status != bootlog.DONE,
+        )
+        return [*added, span]
 
     def events(self) -> list[Event]:
         """All events, by start time (then by order recorded)."""
