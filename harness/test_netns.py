@@ -146,7 +146,9 @@ def test_an_interrupted_run_still_removes_its_namespaces_and_processes(sig: int)
         [
             sys.executable,
             "-c",
-            "import sys, time\n"
+            "import signal, sys, time\n"
+            # A run started in the background inherits SIGINT ignored; a user's Ctrl-C run does not.
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "from natlab.cloud import netns\n"
             "netns.install_signal_handlers()\n"
             "ns = netns.Namespace('t-interrupted').open()\n"
