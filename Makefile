@@ -7,8 +7,9 @@ EXAMPLES := $(wildcard examples/*/)
 
 .PHONY: verify test bootstrap lint terraform-checks terraform-test pytest-unit checkov harness docs bench
 
-# Two workers, one test file each at a time: the one-zone and three-zone labs apply side by side.
-HARNESS_PARALLEL := -n 2 --dist loadfile
+# Two workers: the one-zone and three-zone labs (one xdist_group each: the largest work units, so
+# xdist hands them out first) apply side by side; every other test goes to whichever worker is free.
+HARNESS_PARALLEL := -n 2 --dist loadgroup
 # Without root, the harness runs inside user namespaces where they are allowed (else the data-plane
 # tests skip and say why).
 AS_NETNS_ROOT := $(shell [ "$$(id -u)" = 0 ] || ! unshare -Urn true 2>/dev/null || echo scripts/rootless.sh)

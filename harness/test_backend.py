@@ -229,12 +229,15 @@ def test_terraform_workdir_applies_plans_empty_and_destroys_against_moto(aws: Mo
     fixture = tmp_path / "trivial"
     fixture.mkdir()
     (fixture / "main.tf").write_text(TRIVIAL_FIXTURE)
-    with TerraformWorkdir(fixture, tf_vars=aws.tf_vars(), env=aws.env()) as workdir:
+    with TerraformWorkdir(fixture, tf_vars=aws.tf_vars(), env=aws.env(), shared_provider=True) as workdir:
         workdir.apply()
         vpc_id = workdir.outputs()["vpc_id"]
         assert aws.client("ec2").describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["CidrBlock"] == "10.1.0.0/16"
         assert not workdir.has_changes(), "a second plan after apply must be empty"
+        provider = workdir.provider_pid
+        assert provider is not None, "the commands did not share one provider process"
     assert not workdir.workdir.exists()
+    assert not Path(f"/proc/{provider}").exists(), "the shared provider process outlived the workdir"
     assert vpc_id not in [v["VpcId"] for v in aws.client("ec2").describe_vpcs()["Vpcs"]]
     assert set(workdir.timings) >= {"init", "apply", "plan", "destroy"}
 

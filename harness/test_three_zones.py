@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
+
 from natlab.lab.failover import run_failover
 from natlab.lab.lab import Lab
 
 FAILED_ZONE = "us-east-1b"
+#: Both scenarios share one lab on one xdist worker (``--dist loadgroup``).
+pytestmark = pytest.mark.xdist_group("three_zone_lab")
 
 
 def test_killing_one_zones_nat_leaves_other_zones_untouched(three_zone_lab: Lab, record_failover):

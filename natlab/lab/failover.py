@@ -1,8 +1,8 @@
 """The failover scenario: break a zone's NAT, wait for the self-heal, and check everything it promises.
 
 `run_failover` never asserts by itself: it returns a `FailoverResult` whose `problems` list says,
-in words, each promise that was broken. Tests assert on it, and tests with deliberately broken
-boot scripts assert that the right problem is found.
+in words, each promise that was broken, and whose `timeline` holds what happened. Tests assert on
+it, and tests with deliberately broken boot scripts assert that the right problem is found.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
+from natlab.cloud.probes import TcpHold, UdpStream
 from natlab.lab.lab import Lab
 from natlab.report.timeline import (
     FAULT_INJECTED,
@@ -23,6 +23,7 @@ from natlab.report.timeline import (
     SOURCE_ROUTER,
     Timeline,
 )
+from natlab.waiting import wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ EGRESS_RECOVERY = 5.0
 #: Once egress works again, how long an established flow's retransmission may take to meet the new
 #: NAT (Linux doubles its retransmission timeout from 200 ms: a 3 s outage puts the next one ~3 s out).
 TCP_SETTLE = 8.0
+#: How often the scenario looks at the emulator while it waits.
+POLL = 0.05
 
 
 @dataclass
@@ -44,6 +47,7 @@ class FailoverResult:
     old_instance: str
     old_eni: str
     fault_at: float
+    timeline: Timeline
     new_instance: str | None = None
     new_eni: str | None = None
     route_switched_at: float | None = None
@@ -92,19 +96,22 @@ def inject(lab: Lab, instance_id: str, fault: str) -> None:
             box.terminate()
 
 
-def run_failover(lab: Lab, zone: str, fault: str = "terminate", *, probes: bool = True) -> FailoverResult:
+def run_failover(lab: Lab, zone: str, fault: str = "terminate", *, measure_outage: bool = True) -> FailoverResult:
     """Breaks the zone's NAT and watches the heal for at most the SLA; returns what happened.
 
-    ``probes=False`` skips the data plane (for putting a healthy NAT back after a broken one, when
-    egress does not work to begin with).
+    With the data plane, traffic runs from the zone's private workload through the fault (outage,
+    datagrams lost, the held TCP connection's fate), and egress through the replacement is checked.
+    ``measure_outage=False`` sends no traffic through the fault, so the NAT being broken need not
+    work to begin with (one left by a broken boot script): egress through the replacement is still
+    checked.
     """
     old = lab.current_nat(zone)
-    lab.timeline = Timeline()  # one chart per failover, starting just before the fault
-    result = FailoverResult(zone, fault, lab.settings.sla, old, lab.primary_eni(old), fault_at=0.0)
     others = {z: lab.route_targets(z) for z in lab.zones if z != zone}
-    with contextlib.ExitStack() as running:
+    # One timeline per failover, starting just before the fault.
+    with lab.watching_closely(), lab.recording() as timeline, contextlib.ExitStack() as running:
+        result = FailoverResult(zone, fault, lab.settings.sla, old, lab.primary_eni(old), 0.0, timeline)
         stream = tcp = None
-        if lab.vpc is not None and probes:
+        if lab.vpc is not None and measure_outage:
             subnet = lab.zones[zone].private_subnet_id
             stream = running.enter_context(lab.vpc.udp_stream(subnet, rate=100, duration=lab.settings.sla + 10))
             # No stall limit: the connection's fate is decided when its retransmission meets the new NAT.
@@ -113,87 +120,101 @@ def run_failover(lab: Lab, zone: str, fault: str = "terminate", *, probes: bool 
             )
             stream.wait_received(10)
         result.fault_at = time.monotonic()
-        lab.timeline.mark(FAULT_INJECTED, SOURCE_FAULT, f"{fault} {old}", at=result.fault_at)
+        timeline.mark(FAULT_INJECTED, SOURCE_FAULT, f"{fault} {old}", at=result.fault_at)
         inject(lab, old, fault)
         _wait_for_switch(lab, result)
         if result.route_switched_at is not None:
             _check_replacement(lab, result)
-            if stream is not None:
+            if lab.vpc is not None:
                 _check_egress(lab, result)
         if stream is not None:
             stream.stop()
-            _record_outage(lab, result, stream)
+            _record_outage(result, stream)
         if tcp is not None:
-            _settle(tcp, result, TCP_SETTLE)
+            if result.egress_address_after is not None:
+                # Only a replacement that forwards can pick the held flow up: else there is nothing to wait for.
+                _settle(tcp, result, TCP_SETTLE)
             tcp.stop()
             result.tcp_outcome = _tcp_fate(tcp, result)
-    for other, before in others.items():
-        after = lab.route_targets(other)
-        if after != before:
-            result.problems.append(f"{other}'s routes changed from {before} to {after} (only {zone} failed)")
-    _add_boot_logs(lab, result)
+        for other, before in others.items():
+            after = lab.route_targets(other)
+            if after != before:
+                result.problems.append(f"{other}'s routes changed from {before} to {after} (only {zone} failed)")
+        _add_boot_logs(lab, result)
     logger.info("%s", result.summary())
     return result
 
 
-def _wait_for_switch(lab: Lab, result: FailoverResult) -> None:
-    """Polls until every route of the zone targets a replacement's ENI, the SLA ends, or it never will."""
-    deadline = result.fault_at + result.sla
-    boot_exited_at: float | None = None
-    while time.monotonic() < deadline:
+class _SwitchWatch:
+    """One look at the zone: has every route moved to a replacement, or will it never?"""
+
+    def __init__(self, lab: Lab, result: FailoverResult) -> None:
+        self.lab = lab
+        self.result = result
+        self.boot_exited_at: float | None = None
+        self._enis: dict[str, str] = {}  # an instance's primary ENI never changes: one lookup each
+
+    def __call__(self) -> str | None:
+        lab, result = self.lab, self.result
         targets = lab.route_targets(result.zone)
-        for instance in lab.in_service(result.zone) or _launched(lab, result.zone):
+        for instance in lab.in_service(result.zone) or list(lab.group_instances(result.zone)):
             if instance == result.old_instance:
                 continue
-            eni = lab.primary_eni(instance)
+            eni = self._enis.get(instance) or self._enis.setdefault(instance, lab.primary_eni(instance))
             if set(targets.values()) == {eni}:
                 result.new_instance, result.new_eni = instance, eni
                 result.route_switched_at = time.monotonic()
-                lab.timeline.mark(
+                result.timeline.mark(
                     ROUTE_SWITCHED, SOURCE_ROUTER, f"{sorted(targets)} -> {eni}", at=result.route_switched_at
                 )
-                return
+                return "switched"
             box = lab.sandbox(instance)
             # A boot that failed abandons its launch and Auto Scaling tries again: keep waiting then.
-            if box is not None and box.exit_code == 0 and boot_exited_at is None:
-                boot_exited_at = time.monotonic()
+            if box is not None and box.exit_code == 0 and self.boot_exited_at is None:
+                self.boot_exited_at = time.monotonic()
                 result.new_instance, result.new_eni = instance, eni
-        if boot_exited_at is not None and time.monotonic() - boot_exited_at > SETTLE_AFTER_BOOT:
-            # The replacement's boot script is done and nothing else would move the route.
-            break
-        time.sleep(0.05)
+        if self.boot_exited_at is not None and time.monotonic() - self.boot_exited_at > SETTLE_AFTER_BOOT:
+            return "boot script done"  # and nothing else would move the route
+        return None
+
+
+def _wait_for_switch(lab: Lab, result: FailoverResult) -> None:
+    """Until every route of the zone targets a replacement's ENI, the SLA ends, or it never will."""
+    watch = _SwitchWatch(lab, result)
+    with contextlib.suppress(TimeoutError):
+        remaining = result.fault_at + result.sla - time.monotonic()
+        wait_until(watch, what=f"routes of {result.zone} on a replacement", timeout=remaining, interval=POLL)
+    if result.route_switched_at is not None:
+        return
     targets = lab.route_targets(result.zone)
     result.problems.append(
         f"routes of {result.zone} still target {sorted(set(targets.values()), key=str)}, not the replacement's "
         f"ENI {result.new_eni or '(no replacement booted)'}, "
-        f"{'after its boot script exited' if boot_exited_at else f'within the {result.sla:.0f} s SLA'}"
+        f"{'after its boot script exited' if watch.boot_exited_at else f'within the {result.sla:.0f} s SLA'}"
     )
 
 
-def _echoed_after_switch(tcp: Any, result: FailoverResult) -> bool:
+def _echoed_after_switch(tcp: TcpHold, result: FailoverResult) -> bool:
     switched = result.route_switched_at
     return switched is not None and any(e.kind == "echo" and e.mono > switched for e in tcp.events)
 
 
-def _settle(tcp: Any, result: FailoverResult, timeout: float) -> None:
+def _settle(tcp: TcpHold, result: FailoverResult, timeout: float) -> None:
     """Until the held connection resumes through the new NAT, ends, or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while not tcp.done and not _echoed_after_switch(tcp, result) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        wait_until(
+            lambda: tcp.done or _echoed_after_switch(tcp, result),
+            what="the held TCP connection to resume or end",
+            timeout=timeout,
+            interval=POLL,
+        )
 
 
-def _tcp_fate(tcp: Any, result: FailoverResult) -> str:
+def _tcp_fate(tcp: TcpHold, result: FailoverResult) -> str:
     """ "survived" (echoes again after the switch), "silent" (still open, no echo), or how it ended."""
     if tcp.outcome != "ok":
         return tcp.outcome  # reset, closed, stall, error
     return "survived" if _echoed_after_switch(tcp, result) else "silent"
-
-
-def _launched(lab: Lab, zone: str) -> list[str]:
-    group = lab.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[lab.zones[zone].asg_name])[
-        "AutoScalingGroups"
-    ][0]
-    return [i["InstanceId"] for i in group["Instances"]]
 
 
 def _check_replacement(lab: Lab, result: FailoverResult) -> None:
@@ -203,7 +224,7 @@ def _check_replacement(lab: Lab, result: FailoverResult) -> None:
     if eni.get("SourceDestCheck", True):
         result.problems.append(f"source/dest check is still on for {result.new_eni}: EC2 drops forwarded traffic")
     try:
-        serving = _poll_in_service(lab, result)
+        serving = _wait_in_service(lab, result)
     except TimeoutError as error:
         serving = lab.in_service(result.zone)
         result.problems.append(str(error))
@@ -227,48 +248,65 @@ def _check_replacement(lab: Lab, result: FailoverResult) -> None:
             )
 
 
-def _poll_in_service(lab: Lab, result: FailoverResult) -> list[str]:
+def _wait_in_service(lab: Lab, result: FailoverResult) -> list[str]:
     """Waits for the replacement to be the zone's only InService instance.
 
     The lifecycle hook keeps it in Pending:Wait until its boot script's last step says CONTINUE, so
     wait for that (within the SLA), and give up a little after the script has exited.
     """
     instance = result.new_instance
-    deadline = result.fault_at + result.sla
     exited_at: float | None = None
-    while True:
+
+    def only_the_replacement() -> list[str] | None:
+        nonlocal exited_at
         serving = lab.in_service(result.zone)
         if serving == [instance]:
             return serving
         box = lab.sandbox(instance) if instance else None
         if exited_at is None and box is not None and box.exit_code is not None:
             exited_at = time.monotonic()
-        now = time.monotonic()
-        if now > deadline or (exited_at is not None and now - exited_at > SETTLE_AFTER_BOOT):
-            raise TimeoutError(f"{instance} not the only InService instance of {result.zone} (found {serving})")
-        time.sleep(0.05)
+        if exited_at is not None and time.monotonic() - exited_at > SETTLE_AFTER_BOOT:
+            raise TimeoutError(f"its boot script exited {SETTLE_AFTER_BOOT:.0f} s ago")
+        return None
+
+    try:
+        return wait_until(
+            only_the_replacement,
+            what=f"{instance} as the only InService instance of {result.zone}",
+            timeout=max(0.0, result.fault_at + result.sla - time.monotonic()),
+            interval=POLL,
+            max_interval=4 * POLL,
+            retry_on=(),
+        )
+    except TimeoutError as error:
+        found = lab.in_service(result.zone)
+        raise TimeoutError(f"{instance} not the only InService instance of {result.zone} (found {found})") from error
 
 
 def _check_egress(lab: Lab, result: FailoverResult) -> None:
     """Real packets: the private workload reaches the internet again, through the replacement."""
-    assert lab.vpc is not None
+    assert lab.vpc is not None and result.new_eni is not None
+    vpc = lab.vpc
     subnet = lab.zones[result.zone].private_subnet_id
     expected = _public_ip(lab, result.new_eni)
-    deadline = time.monotonic() + EGRESS_RECOVERY
-    seen: str | Exception = "nothing"
-    while time.monotonic() < deadline:
+    seen: list[str | OSError] = []
+
+    def through_the_replacement() -> str | None:
         try:
-            seen = lab.vpc.whoami(subnet, timeout=0.5)
-            if seen == expected:
-                result.egress_address_after = seen
-                return
+            seen.append(vpc.whoami(subnet, timeout=0.5))
         except OSError as error:
-            seen = error
-        time.sleep(0.05)
-    result.problems.append(
-        f"egress from {subnet} does not work through the replacement: the internet saw "
-        f"{seen!r}, expected its public address {expected}"
-    )
+            seen.append(error)
+        return expected if seen[-1] == expected else None
+
+    try:
+        result.egress_address_after = wait_until(
+            through_the_replacement, what=f"egress from {subnet}", timeout=EGRESS_RECOVERY, interval=POLL
+        )
+    except TimeoutError:
+        result.problems.append(
+            f"egress from {subnet} does not work through the replacement: the internet saw "
+            f"{seen[-1] if seen else 'nothing'!r}, expected its public address {expected}"
+        )
 
 
 def _public_ip(lab: Lab, eni_id: str) -> str | None:
@@ -279,13 +317,13 @@ def _public_ip(lab: Lab, eni_id: str) -> str | None:
     return eni.get("Association", {}).get("PublicIp")
 
 
-def _record_outage(lab: Lab, result: FailoverResult, stream: Any) -> None:
+def _record_outage(result: FailoverResult, stream: UdpStream) -> None:
     gaps = [g for g in stream.result.gaps() if g.end != float("inf") and g.start >= result.fault_at - 0.05]
     result.datagrams_lost = sum(g.lost for g in gaps)
     if gaps:
         start, end = gaps[0].start, max(g.end for g in gaps)
         result.outage_seconds = end - start
-        lab.timeline.add_span(OUTAGE, start, end, SOURCE_PROBE, f"{result.datagrams_lost} datagrams lost")
+        result.timeline.add_span(OUTAGE, start, end, SOURCE_PROBE, f"{result.datagrams_lost} datagrams lost")
     else:
         result.outage_seconds = 0.0
 
@@ -295,4 +333,4 @@ def _add_boot_logs(lab: Lab, result: FailoverResult) -> None:
         box = lab.sandbox(instance) if instance else None
         if box is not None:
             with contextlib.suppress(Exception):
-                lab.timeline.add_boot_log(instance, box.boot_log())
+                result.timeline.add_boot_log(instance, box.boot_log())

@@ -26,9 +26,9 @@ def report_failover(lab: Lab, result: FailoverResult, name: str) -> tuple[str, P
     )
     projections = []
     with contextlib.suppress(Exception):  # no boot log (e.g. a boot that never started): no projection
-        projections = project_all(ScriptMeasurement.from_timeline(lab.timeline, instance_id=result.new_instance))
-    html = write_report(lab.settings.report_dir, scenario, lab.timeline, projections)
-    text = render_table(lab.timeline, scenario)
+        projections = project_all(ScriptMeasurement.from_timeline(result.timeline, instance_id=result.new_instance))
+    html = write_report(lab.settings.report_dir, scenario, result.timeline, projections)
+    text = render_table(result.timeline, scenario)
     if projections:
         text += "\n\n" + render_projection(projections)
     return f"{text}\n\n{result.summary()}\nreport: {html}", html

@@ -14,7 +14,9 @@ root as ``harness/fixtures/<fixture>/``, so its ``source = "../../.."`` still re
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import shutil
 import subprocess
 import threading
@@ -29,6 +31,9 @@ from typing import Any, Self
 
 import tftest
 
+from natlab.resource import Resource
+from natlab.waiting import wait_until
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +42,11 @@ WORK_ROOT = REPO_ROOT / ".build" / "tf"
 MIRROR_CANDIDATES = (Path("/opt/tf-plugins"),)
 PROGRESS_EVERY = 10.0
 QUIET = ("-input=false", "-no-color")
+AWS_PROVIDER = "registry.terraform.io/hashicorp/aws"
+#: A provider started by hand logs at TRACE unless told not to (Terraform filters what it starts itself).
+PROVIDER_LOGS_OFF = dict.fromkeys(("TF_LOG", "TF_LOG_PROVIDER", "TF_LOG_SDK"), "off") | {
+    f"TF_LOG_SDK_{part}": "off" for part in ("PROTO", "FRAMEWORK", "MUX", "HELPER_SCHEMA", "HELPER_RESOURCE")
+}
 
 
 class TerraformError(RuntimeError):
@@ -104,11 +114,80 @@ def progress(phase: str, every: float = PROGRESS_EVERY) -> Iterator[None]:
         ticker.join()
 
 
-class TerraformWorkdir:
-    """A copied fixture with its own state. ``with`` runs init, and destroy + removal at the end.
+class ProviderProcess(Resource):
+    """One aws provider process that every command of a workdir attaches to (``TF_REATTACH_PROVIDERS``).
+
+    Terraform otherwise starts the provider afresh 3 to 5 times a command (schema, validate, plan,
+    apply, and refresh for destroy): on this 2-core machine each start costs ~0.5 s of CPU and up
+    to 2 s of a loaded run. Attached, the same binary ``terraform init`` installed serves the same
+    protocol, and every command still validates, configures and plans through it. Only for
+    emulators over plain http: configured a second time with ``AWS_CA_BUNDLE`` set, the provider
+    fails ("unable to add custom RootCAs HTTPClient"), so that variable (useless without TLS) is
+    left out of its environment.
+    """
+
+    def __init__(self, binary: Path, env: Mapping[str, str], log_path: Path) -> None:
+        self.binary = binary
+        self.env = {k: v for k, v in env.items() if k != "AWS_CA_BUNDLE"} | PROVIDER_LOGS_OFF
+        self.log_path = log_path
+        self.reattach: str | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._lines: list[str] = []
+
+    def start(self) -> Self:
+        with open(self.log_path, "w") as log:
+            self._proc = subprocess.Popen(
+                [str(self.binary), "-debug"],
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,  # an interrupt reaches Terraform, which then still needs its provider
+            )
+        threading.Thread(target=self._read, name="tf-provider-stdout", daemon=True).start()
+        self.reattach = wait_until(self._reattach_config, what="aws provider's reattach config", timeout=60)
+        logger.info("aws provider serving as pid %d", self._proc.pid)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:  # until the provider exits; keeps its pipe drained
+            self._lines.append(line)
+
+    def _reattach_config(self) -> str | None:
+        assert self._proc is not None
+        if self._proc.poll() is not None:
+            raise TerraformError(f"aws provider exited ({self._proc.returncode}); see {self.log_path}")
+        for line in self._lines:
+            found = re.search(r"TF_REATTACH_PROVIDERS='(.+)'", line)
+            if found and AWS_PROVIDER in json.loads(found.group(1)):
+                return found.group(1)
+        return None
+
+
+class TerraformWorkdir(Resource):
+    """A copied fixture with its own state (a ``Resource``): ``start()`` copies it and runs init,
+    ``close()`` destroys what was applied and removes the copy.
 
     ``env`` (e.g. ``backend.env()``) and ``tf_vars`` (e.g. ``backend.tf_vars() | {...}``) apply
     to every command. ``keep=True`` leaves the resources and the folder for debugging.
+    ``shared_provider=True`` runs the commands against one :class:`ProviderProcess` (emulators over
+    plain http only).
     """
 
     def __init__(
@@ -118,6 +197,7 @@ class TerraformWorkdir:
         env: Mapping[str, str] | None = None,
         keep: bool = False,
         work_root: Path = WORK_ROOT,
+        shared_provider: bool = False,
     ) -> None:
         source = Path(fixture)
         self.fixture = source if source.is_absolute() else FIXTURES / source
@@ -127,7 +207,9 @@ class TerraformWorkdir:
         self.workdir = work_root / f"{self.fixture.name}-{uuid.uuid4().hex[:8]}"
         self.steps: list[Step] = []
         self.timings: dict[str, float] = {}
+        self.shared_provider = shared_provider
         self._tf: tftest.TerraformTest | None = None
+        self._provider: ProviderProcess | None = None
         self._applied = False
 
     # --- set-up and clean-up -----------------------------------------------------------------
@@ -152,10 +234,20 @@ class TerraformWorkdir:
         env |= self.extra_env
         self._tf = tftest.TerraformTest(str(self.workdir), binary=binary, env=env)
         self.init()
+        if self.shared_provider:
+            self._provider = ProviderProcess(self._provider_binary(), self._tf.env, self.workdir / "provider.log")
+            self._tf.env["TF_REATTACH_PROVIDERS"] = self._provider.open().reattach or ""
         return self
 
     def close(self) -> None:
         """Destroy (if anything was applied) and remove the folder, unless ``keep``."""
+        try:
+            self._destroy_and_remove()
+        finally:
+            if self._provider is not None:
+                self._provider.close()
+
+    def _destroy_and_remove(self) -> None:
         if self.keep:
             logger.warning("keeping Terraform workdir %s (resources not destroyed)", self.workdir)
             return
@@ -173,13 +265,6 @@ class TerraformWorkdir:
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -187,10 +272,17 @@ class TerraformWorkdir:
         tb: TracebackType | None,
     ) -> None:
         try:
-            self.close()
+            super().__exit__(exc_type, exc, tb)
         except TerraformError:
             if exc is None:
-                raise  # else the test's own failure stays the one reported
+                raise  # else the block's own failure stays the one reported (close() logged this one)
+
+    def _provider_binary(self) -> Path:
+        """The aws provider ``terraform init`` installed in this workdir."""
+        found = sorted((self.workdir / ".terraform" / "providers" / AWS_PROVIDER).glob("*/*/terraform-provider-aws*"))
+        if not found:
+            raise TerraformError(f"terraform init installed no aws provider in {self.workdir}")
+        return found[-1]
 
     def _check_relative_sources(self) -> None:
         """Each ``source = "../.."`` in the copy must reach the same folder as in the fixture."""
@@ -248,6 +340,11 @@ class TerraformWorkdir:
 
     # --- diagnostics -------------------------------------------------------------------------
 
+    @property
+    def provider_pid(self) -> int | None:
+        """The shared provider process's id (None without ``shared_provider`` or once closed)."""
+        return self._provider.pid if self._provider is not None else None
+
     def transcript(self, last: int | None = None) -> str:
         """What ran, how long it took, and what it printed (for a failed test's report)."""
         parts = []
@@ -265,13 +362,7 @@ class TerraformWorkdir:
 
     def _env_for_humans(self) -> dict[str, str]:
         assert self._tf is not None
-        wanted = (
-            "TF_CLI_CONFIG_FILE",
-            "AWS_ENDPOINT_URL",
-            "AWS_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-        )
+        wanted = ("TF_CLI_CONFIG_FILE", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         return {k: v for k, v in self._tf.env.items() if k in wanted}
 
     # --- helpers -----------------------------------------------------------------------------
