@@ -312,6 +312,19 @@ abandon_launch() {
   log "launch abandoned"
 }
 
+# What a first run on a real account must confirm about the image and the boot, logged once (README,
+# "First run on a real account"). Reading them can fail; the boot never does because of it.
+record_facts() {
+  local nft_rpm nft_unit cgroup peak="unknown"
+  nft_rpm="$(rpm -q nftables 2>/dev/null || echo none)"
+  nft_unit="$(systemctl is-enabled nftables 2>/dev/null || echo unknown)"
+  cgroup="$(sed -n 's/^0:://p' /proc/self/cgroup 2>/dev/null || true)"
+  if [[ -n "${cgroup}" && -r "/sys/fs/cgroup${cgroup}/memory.peak" ]]; then
+    peak="$(($(cat "/sys/fs/cgroup${cgroup}/memory.peak") / 1024))"
+  fi
+  log "facts nftables-rpm=${nft_rpm// /_} nftables-unit=${nft_unit// /_} boot-memory-peak-kib=${peak}"
+}
+
 main() {
   setup_logging
   trap 'on_error ${LINENO}' ERR
@@ -322,6 +335,7 @@ main() {
   step elastic-ip associate_elastic_ip
   step routes point_routes
   step lifecycle complete_launch
+  step facts record_facts
   current_step="ready"
   log "NAT ready: ${instance_id} routes ${NAT_ROUTE_TABLE_IDS}"
 }
