@@ -176,7 +176,7 @@ variable "instance_type" {
 }
 
 variable "ami_id" {
-  description = "AMI of the NAT instances. Null selects the latest Amazon Linux 2023 image for the architecture of `instance_type`. A custom AMI must provide bash, curl, the AWS CLI, iptables/nftables and systemd, and match the instance type's architecture."
+  description = "AMI of the NAT instances. Null selects Amazon Linux 2023 (default kernel) for the architecture of `instance_type`, looked up once and held until `ami_refresh_key` changes. A custom AMI must provide bash, curl, the AWS CLI, iptables/nftables and systemd, and match the instance type's architecture."
   type        = string
   default     = null
 
