@@ -316,8 +316,10 @@ abandon_launch() {
 # "First run on a real account"). Reading them can fail; the boot never does because of it.
 record_facts() {
   local nft_rpm nft_unit cgroup peak="unknown"
-  nft_rpm="$(rpm -q nftables 2>/dev/null || echo none)"
-  nft_unit="$(systemctl is-enabled nftables 2>/dev/null || echo unknown)"
+  # Both exit non-zero for "not installed"/"disabled"; that is a fact to log, not a failure.
+  nft_rpm="$(rpm -q nftables 2>/dev/null)" || nft_rpm="none"
+  nft_unit="$(systemctl is-enabled nftables 2>/dev/null)" || nft_unit="${nft_unit:-unknown}"
+  nft_unit="${nft_unit%%$'\n'*}"
   cgroup="$(sed -n 's/^0:://p' /proc/self/cgroup 2>/dev/null || true)"
   if [[ -n "${cgroup}" && -r "/sys/fs/cgroup${cgroup}/memory.peak" ]]; then
     peak="$(($(cat "/sys/fs/cgroup${cgroup}/memory.peak") / 1024))"
