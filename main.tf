@@ -28,15 +28,15 @@ locals {
   # values() lists a zone's route table IDs in lexical order of their keys.
   user_data_vars = {
     for zone, config in var.zones : zone => {
-      zone                = zone
-      asg_name            = local.asg_names[zone]
-      route_table_ids     = join(" ", values(config.private_route_tables))
-      route_destination   = var.route_destination_cidr
-      served_cidrs        = join(" ", local.served_cidrs)
-      eip_allocation_id   = lookup(local.eip_allocation_ids, zone, "")
-      alarm_name          = lookup(local.alarm_names, zone, "")
-      lifecycle_hook_name = var.launch_lifecycle_hook ? local.lifecycle_hook_name : ""
-      boot_script         = file("${path.module}/userdata/nat-boot.sh")
+      zone                   = zone
+      asg_name               = local.asg_names[zone]
+      route_table_ids        = join(" ", values(config.private_route_tables))
+      route_destination      = var.route_destination_cidr
+      served_cidrs           = join(" ", local.served_cidrs)
+      eip_allocation_id      = lookup(local.eip_allocation_ids, zone, "")
+      lifecycle_hook_name    = var.launch_lifecycle_hook ? local.lifecycle_hook_name : ""
+      notification_topic_arn = var.notification_topic_arn == null ? "" : var.notification_topic_arn
+      boot_script            = file("${path.module}/userdata/nat-boot.sh")
     }
   }
 }
@@ -95,34 +95,18 @@ data "aws_eip" "existing" {
 locals {
   arn_prefix = {
     ec2         = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
-    cloudwatch  = "arn:${local.partition}:cloudwatch:${local.region}:${local.account_id}"
     autoscaling = "arn:${local.partition}:autoscaling:${local.region}:${local.account_id}"
   }
 
-  route_table_arns = sort(flatten([
-    for config in values(var.zones) : [for rtb in values(config.private_route_tables) : "${local.arn_prefix.ec2}:route-table/${rtb}"]
-  ]))
-  elastic_ip_arns = [for zone in sort(keys(local.eip_allocation_ids)) : "${local.arn_prefix.ec2}:elastic-ip/${local.eip_allocation_ids[zone]}"]
-  alarm_arns      = [for zone in sort(keys(local.alarm_names)) : "${local.arn_prefix.cloudwatch}:alarm:${local.alarm_names[zone]}"]
-  asg_arns        = [for zone in sort(keys(local.asg_names)) : "${local.arn_prefix.autoscaling}:autoScalingGroup:*:autoScalingGroupName/${local.asg_names[zone]}"]
-
-  own_resources_condition = {
-    StringEquals = { "ec2:ResourceTag/${local.group_tag_key}" = sort(values(local.asg_names)) }
-  }
-
-  # Built with jsonencode rather than data "aws_iam_policy_document" so that
-  # `terraform test` with a mocked provider sees the real document.
-  # Mutating actions are scoped to this module's own resources; only
-  # read-only Describe* calls, which support no resource scoping, use "*".
-  iam_policy_statements = [for candidate in [
+  # One role per zone: a NAT can touch only its own zone's route tables,
+  # Elastic IP, interfaces and group, never another zone's.
+  iam_policy_statements = { for zone, config in var.zones : zone => [for candidate in [
     {
       wanted = true
       statement = {
         Sid    = "DescribeOnly"
         Effect = "Allow"
         Action = [
-          "autoscaling:DescribeAutoScalingInstances",
-          "cloudwatch:DescribeAlarms",
           "ec2:DescribeAddresses",
           "ec2:DescribeInstances",
           "ec2:DescribeNetworkInterfaces",
@@ -134,52 +118,47 @@ locals {
     {
       wanted = true
       statement = {
-        Sid      = "PointPrivateRoutesAtThisInstance"
+        Sid      = "PointOwnZonesPrivateRoutesAtThisInstance"
         Effect   = "Allow"
         Action   = ["ec2:CreateRoute", "ec2:ReplaceRoute"]
-        Resource = local.route_table_arns
+        Resource = sort([for rtb in values(config.private_route_tables) : "${local.arn_prefix.ec2}:route-table/${rtb}"])
       }
     },
     {
+      # EC2 may authorize the attached instance as well as the interface;
+      # both carry the group tag from the launch template. Only the
+      # source/destination check may be changed, and only turned off.
       wanted = true
       statement = {
-        Sid       = "DisableSourceDestCheckOnOwnInterface"
-        Effect    = "Allow"
-        Action    = ["ec2:ModifyNetworkInterfaceAttribute"]
-        Resource  = "${local.arn_prefix.ec2}:network-interface/*"
-        Condition = local.own_resources_condition
+        Sid      = "DisableSourceDestCheckOnOwnInterface"
+        Effect   = "Allow"
+        Action   = ["ec2:ModifyNetworkInterfaceAttribute"]
+        Resource = ["${local.arn_prefix.ec2}:instance/*", "${local.arn_prefix.ec2}:network-interface/*"]
+        Condition = {
+          StringEquals = {
+            "ec2:ResourceTag/${local.group_tag_key}" = local.asg_names[zone]
+            "ec2:Attribute/SourceDestCheck"          = "false"
+          }
+        }
       }
     },
     {
-      wanted = var.elastic_ip != "none"
+      wanted = contains(keys(local.eip_allocation_ids), zone)
       statement = {
-        Sid      = "AssociateOwnElasticIps"
+        Sid      = "AssociateOwnZonesElasticIp"
         Effect   = "Allow"
         Action   = ["ec2:AssociateAddress"]
-        Resource = local.elastic_ip_arns
+        Resource = ["${local.arn_prefix.ec2}:elastic-ip/${lookup(local.eip_allocation_ids, zone, "")}"]
       }
     },
     {
-      wanted = var.elastic_ip != "none"
+      wanted = contains(keys(local.eip_allocation_ids), zone)
       statement = {
         Sid       = "AssociateElasticIpWithOwnInterface"
         Effect    = "Allow"
         Action    = ["ec2:AssociateAddress"]
         Resource  = ["${local.arn_prefix.ec2}:instance/*", "${local.arn_prefix.ec2}:network-interface/*"]
-        Condition = local.own_resources_condition
-      }
-    },
-    {
-      wanted = var.status_check_alarm
-      statement = {
-        Sid      = "RepointOwnStatusCheckAlarm"
-        Effect   = "Allow"
-        Action   = ["cloudwatch:PutMetricAlarm"]
-        Resource = local.alarm_arns
-        # The instance may re-point its alarm, not give it other actions.
-        Condition = {
-          "ForAllValues:StringEquals" = { "cloudwatch:AlarmActions" = local.alarm_actions }
-        }
+        Condition = { StringEquals = { "ec2:ResourceTag/${local.group_tag_key}" = local.asg_names[zone] } }
       }
     },
     {
@@ -188,15 +167,26 @@ locals {
         Sid      = "CompleteOwnLaunchLifecycleAction"
         Effect   = "Allow"
         Action   = ["autoscaling:CompleteLifecycleAction"]
-        Resource = local.asg_arns
+        Resource = ["${local.arn_prefix.autoscaling}:autoScalingGroup:*:autoScalingGroupName/${local.asg_names[zone]}"]
       }
     },
-  ] : candidate.statement if candidate.wanted]
+    {
+      wanted = var.notification_topic_arn != null
+      statement = {
+        Sid      = "NotifyFailuresAfterTakeover"
+        Effect   = "Allow"
+        Action   = ["sns:Publish"]
+        Resource = var.notification_topic_arn == null ? [] : [var.notification_topic_arn]
+      }
+    },
+  ] : candidate.statement if candidate.wanted] }
 }
 
 resource "aws_iam_role" "this" {
-  name_prefix          = "${var.name}-"
-  description          = "NAT instances of ${var.name}: re-point private routes, Elastic IP and status check alarm at themselves."
+  for_each = var.zones
+
+  name_prefix          = "${local.asg_names[each.key]}-"
+  description          = "NAT instances of ${local.asg_names[each.key]}: point the zone's private routes and Elastic IP at themselves."
   permissions_boundary = var.iam_role_permissions_boundary
 
   assume_role_policy = jsonencode({
@@ -210,31 +200,35 @@ resource "aws_iam_role" "this" {
     ]
   })
 
-  tags = merge(var.tags, { Name = var.name })
+  tags = merge(var.tags, { Name = local.asg_names[each.key] })
 }
 
 resource "aws_iam_role_policy" "this" {
-  name_prefix = "${var.name}-"
-  role        = aws_iam_role.this.id
+  for_each = var.zones
+
+  name_prefix = "${local.asg_names[each.key]}-"
+  role        = aws_iam_role.this[each.key].id
 
   policy = jsonencode({
     Version   = "2012-10-17"
-    Statement = local.iam_policy_statements
+    Statement = local.iam_policy_statements[each.key]
   })
 }
 
 resource "aws_iam_role_policy_attachment" "ssm" {
-  count = var.ssm_access ? 1 : 0
+  for_each = var.ssm_access ? var.zones : {}
 
-  role       = aws_iam_role.this.name
+  role       = aws_iam_role.this[each.key].name
   policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 
 resource "aws_iam_instance_profile" "this" {
-  name_prefix = "${var.name}-"
-  role        = aws_iam_role.this.name
+  for_each = var.zones
 
-  tags = merge(var.tags, { Name = var.name })
+  name_prefix = "${local.asg_names[each.key]}-"
+  role        = aws_iam_role.this[each.key].name
+
+  tags = merge(var.tags, { Name = local.asg_names[each.key] })
 }
 
 ################################################################################
@@ -293,13 +287,31 @@ data "aws_ec2_instance_type" "this" {
   instance_type = var.instance_type
 }
 
-data "aws_ami" "this" {
-  most_recent = true
-  owners      = var.ami_id == null ? ["amazon"] : null
+# The default image is Amazon Linux 2023 on its default kernel line, as AWS
+# publishes it in SSM. It is resolved once and then held: a new release
+# (about every two weeks) must not replace every NAT on an apply that changed
+# nothing. Changing ami_refresh_key (or the architecture) resolves it again.
+data "aws_ssm_parameter" "al2023" {
+  count = var.ami_id == null ? 1 : 0
 
+  name = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${local.architecture}"
+}
+
+resource "terraform_data" "default_ami" {
+  count = var.ami_id == null ? 1 : 0
+
+  input            = one(data.aws_ssm_parameter.al2023[*].insecure_value)
+  triggers_replace = [var.ami_refresh_key, local.architecture]
+
+  lifecycle {
+    ignore_changes = [input]
+  }
+}
+
+data "aws_ami" "this" {
   filter {
-    name   = var.ami_id == null ? "name" : "image-id"
-    values = var.ami_id == null ? ["al2023-ami-2023.*-kernel-*-${local.architecture}"] : [var.ami_id]
+    name   = "image-id"
+    values = [coalesce(var.ami_id, one(terraform_data.default_ami[*].output))]
   }
 
   filter {
@@ -331,7 +343,7 @@ resource "aws_launch_template" "this" {
   }
 
   iam_instance_profile {
-    arn = aws_iam_instance_profile.this.arn
+    arn = aws_iam_instance_profile.this[each.key].arn
   }
 
   metadata_options {
@@ -383,6 +395,13 @@ resource "aws_launch_template" "this" {
 # Auto Scaling
 ################################################################################
 
+locals {
+  # The launch hook already holds an instance out of service until its boot
+  # script reports, so no grace period is needed on top of it (ASG user
+  # guide, health check grace period).
+  health_check_grace_period = coalesce(var.health_check_grace_period, var.launch_lifecycle_hook ? 0 : null)
+}
+
 resource "aws_autoscaling_group" "this" {
   for_each = var.zones
 
@@ -392,7 +411,7 @@ resource "aws_autoscaling_group" "this" {
   desired_capacity          = 1
   vpc_zone_identifier       = [each.value.public_subnet_id]
   health_check_type         = "EC2"
-  health_check_grace_period = var.health_check_grace_period
+  health_check_grace_period = local.health_check_grace_period
 
   launch_template {
     id      = aws_launch_template.this[each.key].id
@@ -408,6 +427,14 @@ resource "aws_autoscaling_group" "this" {
       default_result       = "ABANDON"
       heartbeat_timeout    = var.lifecycle_hook_heartbeat_timeout
     }
+  }
+
+  # A health replacement launches the new instance before terminating the
+  # unhealthy one (the default terminates first: a whole boot without NAT
+  # when the old one was impaired but still forwarding some traffic).
+  instance_maintenance_policy {
+    min_healthy_percentage = 100
+    max_healthy_percentage = 200
   }
 
   # A new launch template version (new AMI, user data, instance type) rolls
@@ -434,13 +461,12 @@ resource "aws_autoscaling_group" "this" {
     }
   }
 
-  # A new instance re-points its routes and alarm and associates its Elastic
-  # IP as soon as it boots: all of them, and its permissions, must exist
-  # first, or Terraform would overwrite what the instance just set. On
-  # destroy the order reverses: instances go before the routes they serve.
+  # A new instance re-points its routes and associates its Elastic IP as soon
+  # as it boots: both, and its permissions, must exist first, or Terraform
+  # would overwrite what the instance just set. On destroy the order
+  # reverses: instances go before the routes they serve.
   depends_on = [
     aws_route.private_default,
-    aws_cloudwatch_metric_alarm.status_check,
     aws_iam_role_policy.this,
     aws_iam_role_policy_attachment.ssm,
   ]
@@ -463,22 +489,17 @@ resource "aws_autoscaling_notification" "this" {
 # Alarms
 ################################################################################
 
-locals {
-  # Until the first instance boots, the alarm watches an instance that cannot
-  # exist; it stays INSUFFICIENT_DATA and never acts.
-  alarm_placeholder_instance_id = "i-00000000000000000"
-
-  alarm_actions = concat(
-    ["arn:${local.partition}:automate:${local.region}:ec2:terminate"],
-    var.notification_topic_arn == null ? [] : [var.notification_topic_arn],
-  )
-}
-
+# The alarm watches the group, not an instance: EC2 publishes the status
+# check metrics per Auto Scaling group too, so no instance ever has to re-point
+# it, and the instance role needs no CloudWatch permission at all. It only
+# notifies: the group's own EC2 health check replaces an impaired instance,
+# and an alarm that could terminate instances would hand whoever may edit it
+# a way to terminate any instance of the account (README, security model).
 resource "aws_cloudwatch_metric_alarm" "status_check" {
   for_each = local.alarm_names
 
   alarm_name          = each.value
-  alarm_description   = "Terminates the NAT instance of ${local.asg_names[each.key]} after 2 consecutive minutes of failed EC2 status checks; the Auto Scaling group then launches a replacement. Each new instance re-points this alarm at itself."
+  alarm_description   = "The NAT instance of ${local.asg_names[each.key]} has failed its EC2 status checks for 2 consecutive minutes. The Auto Scaling group replaces an impaired instance by itself within minutes; this alarm tells you it happened."
   namespace           = "AWS/EC2"
   metric_name         = "StatusCheckFailed"
   statistic           = "Maximum"
@@ -488,18 +509,14 @@ resource "aws_cloudwatch_metric_alarm" "status_check" {
   comparison_operator = "GreaterThanOrEqualToThreshold"
   threshold           = 1
   treat_missing_data  = "missing"
-  alarm_actions       = local.alarm_actions
+  alarm_actions       = var.notification_topic_arn == null ? [] : [var.notification_topic_arn]
+  ok_actions          = var.notification_topic_arn == null ? [] : [var.notification_topic_arn]
 
   dimensions = {
-    InstanceId = local.alarm_placeholder_instance_id
+    AutoScalingGroupName = local.asg_names[each.key]
   }
 
   tags = merge(var.tags, { Name = each.value })
-
-  lifecycle {
-    # The boot script of each new instance sets InstanceId with PutMetricAlarm.
-    ignore_changes = [dimensions]
-  }
 }
 
 ################################################################################

@@ -13,19 +13,19 @@ output "security_group_id" {
   value       = aws_security_group.this.id
 }
 
-output "iam_role_arn" {
-  description = "ARN of the IAM role the NAT instances run as."
-  value       = aws_iam_role.this.arn
+output "iam_role_arns" {
+  description = "ARN of each zone's IAM role (the NAT instances of a zone run as their own role), keyed by availability zone."
+  value       = tomap({ for zone, role in aws_iam_role.this : zone => role.arn })
 }
 
-output "iam_role_name" {
-  description = "Name of the IAM role the NAT instances run as, to attach further policies."
-  value       = aws_iam_role.this.name
+output "iam_role_names" {
+  description = "Name of each zone's IAM role, keyed by availability zone, to attach further policies."
+  value       = tomap({ for zone, role in aws_iam_role.this : zone => role.name })
 }
 
-output "instance_profile_arn" {
-  description = "ARN of the instance profile of the NAT instances."
-  value       = aws_iam_instance_profile.this.arn
+output "instance_profile_arns" {
+  description = "ARN of each zone's instance profile, keyed by availability zone."
+  value       = tomap({ for zone, profile in aws_iam_instance_profile.this : zone => profile.arn })
 }
 
 output "status_check_alarm_names" {

@@ -128,6 +128,13 @@ variable "route_destination_cidr" {
     condition     = can(cidrnetmask(var.route_destination_cidr))
     error_message = "route_destination_cidr must be an IPv4 CIDR block such as 0.0.0.0/0."
   }
+
+  # EC2 would store 10.0.0.1/8 as 10.0.0.0/8, and every plan would then want
+  # to replace the route.
+  validation {
+    condition     = !can(cidrnetmask(var.route_destination_cidr)) || try(cidrsubnet(var.route_destination_cidr, 0, 0) == var.route_destination_cidr, false)
+    error_message = "route_destination_cidr ${var.route_destination_cidr} has host bits set: write it as ${try(cidrsubnet(var.route_destination_cidr, 0, 0), "its network address")}."
+  }
 }
 
 variable "served_cidrs" {
@@ -139,6 +146,11 @@ variable "served_cidrs" {
   validation {
     condition     = alltrue([for cidr in var.served_cidrs : can(cidrnetmask(cidr))])
     error_message = "served_cidrs must contain IPv4 CIDR blocks such as 10.0.0.0/16."
+  }
+
+  validation {
+    condition     = alltrue([for cidr in var.served_cidrs : !can(cidrnetmask(cidr)) || try(cidrsubnet(cidr, 0, 0) == cidr, false)])
+    error_message = "served_cidrs must be network addresses without host bits: write ${join(", ", [for cidr in var.served_cidrs : "${cidr} as ${try(cidrsubnet(cidr, 0, 0), cidr)}" if can(cidrnetmask(cidr)) && try(cidrsubnet(cidr, 0, 0) != cidr, false)])}."
   }
 
   validation {
@@ -164,7 +176,7 @@ variable "instance_type" {
 }
 
 variable "ami_id" {
-  description = "AMI of the NAT instances. Null selects the latest Amazon Linux 2023 image for the architecture of `instance_type`. A custom AMI must provide bash, curl, the AWS CLI, iptables/nftables and systemd, and match the instance type's architecture."
+  description = "AMI of the NAT instances. Null selects Amazon Linux 2023 (default kernel) for the architecture of `instance_type`, looked up once and held until `ami_refresh_key` changes. A custom AMI must provide bash, curl, the AWS CLI, iptables/nftables and systemd, and match the instance type's architecture."
   type        = string
   default     = null
 
@@ -172,6 +184,13 @@ variable "ami_id" {
     condition     = var.ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
     error_message = "ami_id must be null or an AMI ID such as ami-0123456789abcdef0."
   }
+}
+
+variable "ami_refresh_key" {
+  description = "Any string. The default image (latest Amazon Linux 2023, default kernel, for the instance type's architecture) is looked up once and held, so a new release never replaces the NAT instances on its own; change this value (for example to a date) to look it up again and roll the NATs onto the new image. Ignored when `ami_id` is set."
+  type        = string
+  default     = "initial"
+  nullable    = false
 }
 
 variable "root_volume_size" {
@@ -226,14 +245,18 @@ variable "iam_role_permissions_boundary" {
 ################################################################################
 
 variable "health_check_grace_period" {
-  description = "Seconds the Auto Scaling group waits after an instance comes into service before acting on its EC2 health check."
+  description = "Seconds the Auto Scaling group waits after an instance comes into service before acting on its EC2 health check. Null means 0 with the launch lifecycle hook (which already keeps a booting instance out of service) and is not allowed without it."
   type        = number
-  default     = 60
-  nullable    = false
+  default     = null
 
   validation {
-    condition     = var.health_check_grace_period >= 0 && var.health_check_grace_period <= 7200
-    error_message = "health_check_grace_period must be between 0 and 7200 seconds."
+    condition     = var.health_check_grace_period == null || try(var.health_check_grace_period >= 0 && var.health_check_grace_period <= 7200, false)
+    error_message = "health_check_grace_period must be null or between 0 and 7200 seconds."
+  }
+
+  validation {
+    condition     = var.health_check_grace_period != null || var.launch_lifecycle_hook
+    error_message = "health_check_grace_period is required when launch_lifecycle_hook is false: set the seconds a NAT instance needs to boot (for example 120)."
   }
 }
 
@@ -257,7 +280,7 @@ variable "lifecycle_hook_heartbeat_timeout" {
 }
 
 variable "status_check_alarm" {
-  description = "Whether to create, per zone, a CloudWatch alarm that terminates the NAT instance after two consecutive one-minute periods of failed EC2 status checks, so that its Auto Scaling group replaces it."
+  description = "Whether to create, per zone, a CloudWatch alarm on the EC2 status checks of the zone's Auto Scaling group (two consecutive failed minutes). It notifies `notification_topic_arn` and takes no other action: the group's own health check replaces an impaired instance."
   type        = bool
   default     = true
   nullable    = false

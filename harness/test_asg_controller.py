@@ -18,6 +18,7 @@ from natlab.cloud.asg_controller import (
     AwsDelays,
 )
 from natlab.cloud.backend import MotoBackend
+from natlab.waiting import wait_until
 
 DELAYS = AwsDelays(
     poll_interval=0.02,
@@ -139,3 +140,72 @@ def test_running_nat_is_left_alone(
     assert controller.current_instances() == {"nat-a": [instance]}
     assert kinds_for(events, instance) == [LAUNCHED]
     assert controller.errors == 0
+
+
+def _launch_first(aws: MotoBackend, name: str = "nat-a") -> None:
+    aws.client("autoscaling").update_auto_scaling_group(
+        AutoScalingGroupName=name,
+        InstanceMaintenancePolicy={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
+    )
+
+
+def _group(aws: MotoBackend, name: str = "nat-a") -> dict:
+    return aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+
+
+def _members_while(controller: AsgHealthController, old: str) -> list[list[str]]:
+    """The group's membership at every poll until ``old`` has left it."""
+    seen: list[list[str]] = []
+
+    def gone() -> bool:
+        members = controller.current_instances().get("nat-a", [])
+        if not seen or seen[-1] != members:
+            seen.append(members)
+        return old not in members
+
+    wait_until(gone, what=f"{old} leaving nat-a", timeout=TIMEOUT, interval=DELAYS.poll_interval)
+    return seen
+
+
+def test_stopped_nat_is_replaced_by_launching_first_under_a_maintenance_policy(
+    aws: MotoBackend, controller: AsgHealthController, events: list[tuple[str, str]]
+) -> None:
+    make_group(aws)
+    _launch_first(aws)
+    old = only_instance(aws, "nat-a")
+    controller.wait_for_poll()
+    aws.client("ec2").stop_instances(InstanceIds=[old])
+    history = _members_while(controller, old)
+    assert any(old in members and len(members) == 2 for members in history), history
+    assert kinds_for(events, old) == [LAUNCHED, UNHEALTHY, "replace-health", TERMINATE, GONE]
+    group = _group(aws)
+    assert (group["MaxSize"], group["DesiredCapacity"], len(group["Instances"])) == (1, 1, 1)
+
+
+def test_instance_refresh_keeps_the_old_instance_until_the_new_one_is_in_service(
+    aws: MotoBackend, controller: AsgHealthController, events: list[tuple[str, str]]
+) -> None:
+    make_group(aws, hook=True)
+    old = only_instance(aws, "nat-a")
+    autoscaling = aws.client("autoscaling")
+    autoscaling.complete_lifecycle_action(
+        AutoScalingGroupName="nat-a", LifecycleHookName="launch", InstanceId=old, LifecycleActionResult="CONTINUE"
+    )
+    controller.wait_for_poll()
+    controller.start_instance_refresh("nat-a")
+    controller.wait_for_poll()
+    new = next(m["InstanceId"] for m in _group(aws)["Instances"] if m["InstanceId"] != old)
+    controller.wait_for_poll()
+    assert {m["InstanceId"]: m["LifecycleState"] for m in _group(aws)["Instances"]} == {
+        old: "InService",
+        new: "Pending:Wait",
+    }, "the old NAT must stay until its successor is in service"
+    autoscaling.complete_lifecycle_action(
+        AutoScalingGroupName="nat-a", LifecycleHookName="launch", InstanceId=new, LifecycleActionResult="CONTINUE"
+    )
+    _members_while(controller, old)
+    assert not controller.refreshing("nat-a")
+    group = _group(aws)
+    assert [m["InstanceId"] for m in group["Instances"]] == [new]
+    assert (group["MaxSize"], group["DesiredCapacity"]) == (1, 1)
+    assert kinds_for(events, old) == [LAUNCHED, "replace-refresh", TERMINATE, GONE]

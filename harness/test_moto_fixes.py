@@ -266,3 +266,27 @@ def test_encrypted_root_volume_without_size_launches_with_the_image_size(aws: Mo
 def test_plain_moto_still_rejects_a_mapping_without_size(aws: MotoBackend) -> None:
     with moto_fixes.without("block_device_size_from_image"), pytest.raises(ClientError, match="size"):
         make_group(aws, encrypted_root=True)
+
+
+def _maintenance_policy(aws: MotoBackend, name: str) -> dict | None:
+    group = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+    return group.get("InstanceMaintenancePolicy")
+
+
+def test_group_keeps_its_instance_maintenance_policy(aws: MotoBackend) -> None:
+    make_group(aws)
+    aws.client("autoscaling").update_auto_scaling_group(
+        AutoScalingGroupName="nat-a",
+        InstanceMaintenancePolicy={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
+    )
+    assert _maintenance_policy(aws, "nat-a") == {"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200}
+
+
+def test_plain_moto_still_drops_the_instance_maintenance_policy(aws: MotoBackend) -> None:
+    make_group(aws)
+    with moto_fixes.without("instance_maintenance_policy"):
+        aws.client("autoscaling").update_auto_scaling_group(
+            AutoScalingGroupName="nat-a",
+            InstanceMaintenancePolicy={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
+        )
+        assert _maintenance_policy(aws, "nat-a") is None

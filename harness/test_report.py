@@ -53,8 +53,8 @@ STEPS = [
     ("masquerade", 0.04),
     ("source-dest-check", 0.8),
     ("routes", 1.6),
-    ("alarm", 0.8),
     ("lifecycle", 0.02),
+    ("facts", 0.8),
 ]
 
 
@@ -250,10 +250,10 @@ def test_html_page_is_the_template_with_escaped_text_and_the_svg_inline(failover
 
 def test_step_colours_follow_the_order_of_the_boot_log() -> None:
     tl = new_timeline()
-    tl.add_boot_log("i-1", boot_log(1.0, [("routes", 0.5), ("identity", 0.2), ("alarm", 0.3)]))
+    tl.add_boot_log("i-1", boot_log(1.0, [("routes", 0.5), ("identity", 0.2), ("facts", 0.3)]))
     tl.add_boot_log("i-2", boot_log(5.0, [("identity", 0.2), ("routes", 0.5), ("lifecycle", 0.1)]))
     colours = step_colours(tl)
-    assert list(colours) == ["step:routes", "step:identity", "step:alarm", "step:lifecycle"]
+    assert list(colours) == ["step:routes", "step:identity", "step:facts", "step:lifecycle"]
     assert list(colours.values()) == list(STEP_COLOURS[:4])
     root = ET.fromstring(render_svg(tl, Scenario("steps", "moto", 1)))
     for group in root.iter(f"{SVG_NS}g"):
@@ -323,15 +323,15 @@ def test_projection_flags_an_sla_breach_when_the_inputs_exceed_it() -> None:
     assert project("terminate", measured(), Assumptions(nftables_present=True)).verdict == "within SLA"
 
 
-def test_status_check_detection_waits_for_the_alarm_periods() -> None:
-    two = project("status-check", measured()).phase("detection")
-    three = project("status-check", measured(), Assumptions(alarm_evaluation_periods=3)).phase("detection")
-    assert three.low - two.low == pytest.approx(60.0)
-    assert three.high - two.high == pytest.approx(60.0)
+def test_status_check_detection_is_the_groups_own_health_check() -> None:
+    default = project("status-check", measured()).phase("detection")
+    slower = project("status-check", measured(), Assumptions(asg_detect_impaired=(180.0, 360.0))).phase("detection")
+    assert (slower.low - default.low, slower.high - default.high) == pytest.approx((60.0, 60.0))
+    assert {f.source for f in default.figures} == {"ec2-status", "asg-impaired", "asg-maintenance"}
 
 
 def test_emulated_cli_cost_is_replaced_by_real_aws_latency() -> None:
-    m = ScriptMeasurement.from_steps({"identity": 0.05, "elastic-ip": 0.01, "routes": 0.82, "alarm": 0.8})
+    m = ScriptMeasurement.from_steps({"identity": 0.05, "elastic-ip": 0.01, "routes": 0.82, "lifecycle": 0.8})
     assert m.aws_calls == 2  # elastic-ip was too quick to have called the API
     assert m.local_work == pytest.approx(1.68 - 2 * 0.77)
 
@@ -339,7 +339,7 @@ def test_emulated_cli_cost_is_replaced_by_real_aws_latency() -> None:
 def test_measurement_comes_from_the_replacement_boot(failover: Timeline) -> None:
     m = ScriptMeasurement.from_timeline(failover)
     assert m.steps["routes"] == pytest.approx(1.6, abs=1e-3)
-    assert m.aws_calls == 3  # source-dest-check, routes, alarm
+    assert m.aws_calls == 2  # source-dest-check, routes (lifecycle too quick; facts makes none)
 
 
 def test_unknown_fault_is_rejected() -> None:

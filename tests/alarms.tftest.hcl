@@ -5,7 +5,7 @@ mock_provider "aws" {
   source = "./tests/mocks"
 }
 
-run "each_zone_has_a_status_check_alarm_that_terminates" {
+run "each_zone_has_a_status_check_alarm_that_only_notifies_and_watches_its_group" {
   command = plan
 
   assert {
@@ -31,20 +31,28 @@ run "each_zone_has_a_status_check_alarm_that_terminates" {
 
   assert {
     condition = alltrue([
-      for alarm in aws_cloudwatch_metric_alarm.status_check :
-      tolist(alarm.alarm_actions) == tolist(["arn:aws:automate:eu-west-1:ec2:terminate"])
+      for zone, alarm in aws_cloudwatch_metric_alarm.status_check :
+      alarm.dimensions == tomap({ AutoScalingGroupName = "egress-${zone}" })
     ])
-    error_message = "Without a topic, the only alarm action is the EC2 terminate action."
+    error_message = "Each zone's alarm must watch its own Auto Scaling group (dimension AutoScalingGroupName = <name>-<zone>) and nothing else: no instance ID to re-point."
   }
 
   assert {
-    condition     = alltrue([for alarm in aws_cloudwatch_metric_alarm.status_check : alarm.dimensions.InstanceId == "i-00000000000000000"])
-    error_message = "Before the first boot, alarms must watch the placeholder instance ID."
+    condition = alltrue([
+      for alarm in aws_cloudwatch_metric_alarm.status_check :
+      length(alarm.alarm_actions) == 0 && length(alarm.ok_actions) == 0 && try(length(alarm.insufficient_data_actions), 0) == 0
+    ])
+    error_message = "Without a topic, alarms must have no action at all (in particular no EC2 terminate action)."
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "'egress-eu-west-1b-status-check'")
-    error_message = "The boot script must be told its zone's alarm name."
+    condition     = !strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "status-check") && !strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "NAT_ALARM_NAME")
+    error_message = "The boot script must not be told any alarm: nothing on the instance touches the alarm."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "NAT_NOTIFICATION_TOPIC_ARN=''")
+    error_message = "Without a topic, the boot script must be told there is none (empty string)."
   }
 }
 
@@ -78,9 +86,19 @@ run "topic_receives_alarms_and_group_notifications" {
   assert {
     condition = alltrue([
       for alarm in aws_cloudwatch_metric_alarm.status_check :
-      contains(alarm.alarm_actions, "arn:aws:sns:eu-west-1:123456789012:nat-events") && contains(alarm.alarm_actions, "arn:aws:automate:eu-west-1:ec2:terminate")
+      tolist(alarm.alarm_actions) == tolist(["arn:aws:sns:eu-west-1:123456789012:nat-events"]) && tolist(alarm.ok_actions) == tolist(["arn:aws:sns:eu-west-1:123456789012:nat-events"])
     ])
-    error_message = "Alarms must both terminate and notify the topic."
+    error_message = "Alarms must notify the topic when they fire and when they clear, and do nothing else (no EC2 terminate action)."
+  }
+
+  assert {
+    condition     = alltrue([for alarm in aws_cloudwatch_metric_alarm.status_check : try(length(alarm.insufficient_data_actions), 0) == 0])
+    error_message = "Alarms must not notify on missing data (a group between instances)."
+  }
+
+  assert {
+    condition     = alltrue([for zone in ["eu-west-1a", "eu-west-1b"] : strcontains(base64decode(aws_launch_template.this[zone].user_data), "NAT_NOTIFICATION_TOPIC_ARN='arn:aws:sns:eu-west-1:123456789012:nat-events'")])
+    error_message = "The boot script of every zone must be told the topic, to report route tables it could not take over."
   }
 
   assert {
@@ -103,8 +121,9 @@ run "alarm_and_hook_can_be_turned_off" {
   command = plan
 
   variables {
-    status_check_alarm    = false
-    launch_lifecycle_hook = false
+    status_check_alarm        = false
+    launch_lifecycle_hook     = false
+    health_check_grace_period = 120
   }
 
   assert {
@@ -123,7 +142,7 @@ run "alarm_and_hook_can_be_turned_off" {
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "NAT_ALARM_NAME=''") && strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "NAT_LIFECYCLE_HOOK_NAME=''")
-    error_message = "The boot script must be told there is no alarm and no hook (empty strings)."
+    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "NAT_LIFECYCLE_HOOK_NAME=''")
+    error_message = "The boot script must be told there is no hook (empty string)."
   }
 }

@@ -15,6 +15,12 @@ variables {
 run "requires_imdsv2_and_encrypts_the_root_volume" {
   command = plan
 
+  # The default image is only known after the first apply (tests/image.tftest.hcl):
+  # a given ami_id lets the plan read the image's root device and snapshot.
+  variables {
+    ami_id = "ami-0123456789abcdef0"
+  }
+
   assert {
     condition     = aws_launch_template.this["eu-west-1a"].metadata_options[0].http_tokens == "required"
     error_message = "Instances must require IMDSv2 tokens."
@@ -51,12 +57,27 @@ run "requires_imdsv2_and_encrypts_the_root_volume" {
   }
 }
 
-run "uses_the_looked_up_ami_and_a_public_primary_interface" {
+run "looks_up_the_default_ami_for_the_instance_architecture_and_holds_it" {
   command = plan
 
+  override_data {
+    target = data.aws_ssm_parameter.al2023[0]
+    values = { insecure_value = "ami-0a0000a1" }
+  }
+
   assert {
-    condition     = aws_launch_template.this["eu-west-1a"].image_id == "ami-0123456789abcdef0"
-    error_message = "Without ami_id the launch template must use the looked-up Amazon Linux 2023 AMI."
+    condition     = data.aws_ssm_parameter.al2023[0].name == "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+    error_message = "Without ami_id the image must come from the SSM parameter of Amazon Linux 2023, default kernel, for the instance type's architecture (t4g.nano: arm64)."
+  }
+
+  assert {
+    condition     = terraform_data.default_ami[0].input == "ami-0a0000a1"
+    error_message = "The image ID held by terraform_data.default_ami must be the SSM parameter's value."
+  }
+
+  assert {
+    condition     = terraform_data.default_ami[0].triggers_replace == ["initial", "arm64"]
+    error_message = "The held image must be looked up again only when ami_refresh_key (default \"initial\") or the architecture changes."
   }
 
   assert {
@@ -72,6 +93,29 @@ run "uses_the_looked_up_ami_and_a_public_primary_interface" {
   assert {
     condition     = aws_launch_template.this["eu-west-1a"].network_interfaces[0].delete_on_termination == "true"
     error_message = "The primary interface must go with its instance."
+  }
+}
+
+run "looks_up_the_x86_64_image_for_an_x86_64_instance_type" {
+  command = plan
+
+  variables {
+    instance_type = "t3.nano"
+  }
+
+  override_data {
+    target = data.aws_ec2_instance_type.this
+    values = { supported_architectures = ["x86_64", "i386"] }
+  }
+
+  assert {
+    condition     = data.aws_ssm_parameter.al2023[0].name == "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    error_message = "An x86_64 instance type must get the x86_64 image."
+  }
+
+  assert {
+    condition     = terraform_data.default_ami[0].triggers_replace == ["initial", "x86_64"]
+    error_message = "The architecture must be part of what replaces the held image."
   }
 }
 
@@ -107,8 +151,9 @@ run "renders_the_configuration_into_the_user_data" {
   command = plan
 
   variables {
-    ami_id           = "ami-0a000001"
-    root_volume_size = 16
+    ami_id                 = "ami-0a000001"
+    root_volume_size       = 16
+    notification_topic_arn = "arn:aws:sns:eu-west-1:123456789012:nat-events"
   }
 
   override_data {
@@ -122,16 +167,21 @@ run "renders_the_configuration_into_the_user_data" {
   }
 
   assert {
+    condition     = length(data.aws_ssm_parameter.al2023) == 0 && length(terraform_data.default_ami) == 0
+    error_message = "With ami_id there must be no SSM lookup and no held default image."
+  }
+
+  assert {
     condition     = aws_launch_template.this["eu-west-1a"].block_device_mappings[0].device_name == "/dev/sda1" && aws_launch_template.this["eu-west-1a"].block_device_mappings[0].ebs[0].volume_size == 16
     error_message = "The root volume must use the AMI's root device name and root_volume_size when given."
   }
 
   assert {
     condition = alltrue([
-      for fragment in ["eu-west-1a", "egress-eu-west-1a", "rtb-0a000001 rtb-0a000002", "0.0.0.0/0", "egress-eu-west-1a-status-check", "egress-launch"] :
+      for fragment in ["NAT_ZONE='eu-west-1a'", "NAT_ASG_NAME='egress-eu-west-1a'", "NAT_ROUTE_TABLE_IDS='rtb-0a000001 rtb-0a000002'", "NAT_ROUTE_DESTINATION='0.0.0.0/0'", "NAT_LIFECYCLE_HOOK_NAME='egress-launch'", "NAT_NOTIFICATION_TOPIC_ARN='arn:aws:sns:eu-west-1:123456789012:nat-events'"] :
       strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), fragment)
     ])
-    error_message = "The user data must carry the zone, group, route tables, destination, alarm and hook names."
+    error_message = "The user data must carry the zone, group, route tables, destination, hook name and notification topic."
   }
 
   assert {

@@ -18,6 +18,18 @@ override_data {
 run "defaults" {
   command = plan
 
+  override_resource {
+    target          = aws_iam_instance_profile.this["eu-west-1a"]
+    override_during = plan
+    values          = { arn = "arn:aws:iam::123456789012:instance-profile/egress-eu-west-1a-profile" }
+  }
+
+  override_resource {
+    target          = aws_iam_instance_profile.this["eu-west-1b"]
+    override_during = plan
+    values          = { arn = "arn:aws:iam::123456789012:instance-profile/egress-eu-west-1b-profile" }
+  }
+
   assert {
     condition     = output.autoscaling_group_names == tomap({ "eu-west-1a" = "egress-eu-west-1a", "eu-west-1b" = "egress-eu-west-1b" })
     error_message = "autoscaling_group_names must map each zone to <name>-<zone>."
@@ -26,6 +38,16 @@ run "defaults" {
   assert {
     condition     = keys(output.launch_template_ids) == tolist(["eu-west-1a", "eu-west-1b"]) && keys(output.route_placeholder_network_interface_ids) == tolist(["eu-west-1a", "eu-west-1b"])
     error_message = "Per-zone outputs must be keyed by zone."
+  }
+
+  assert {
+    condition     = keys(output.iam_role_arns) == tolist(["eu-west-1a", "eu-west-1b"]) && keys(output.iam_role_names) == tolist(["eu-west-1a", "eu-west-1b"]) && keys(output.instance_profile_arns) == tolist(["eu-west-1a", "eu-west-1b"])
+    error_message = "iam_role_arns, iam_role_names and instance_profile_arns must map each zone to its own role and profile."
+  }
+
+  assert {
+    condition     = output.instance_profile_arns == tomap({ "eu-west-1a" = "arn:aws:iam::123456789012:instance-profile/egress-eu-west-1a-profile", "eu-west-1b" = "arn:aws:iam::123456789012:instance-profile/egress-eu-west-1b-profile" })
+    error_message = "instance_profile_arns must give each zone's own instance profile."
   }
 
   assert {
@@ -48,8 +70,9 @@ run "features_off" {
   command = plan
 
   variables {
-    status_check_alarm    = false
-    launch_lifecycle_hook = false
+    status_check_alarm        = false
+    launch_lifecycle_hook     = false
+    health_check_grace_period = 120
   }
 
   assert {

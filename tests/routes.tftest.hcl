@@ -202,7 +202,12 @@ run "replaces_the_instance_by_launching_first" {
   }
 
   assert {
-    condition     = aws_autoscaling_group.this["eu-west-1a"].health_check_type == "EC2" && aws_autoscaling_group.this["eu-west-1a"].health_check_grace_period == 60
-    error_message = "Groups must use EC2 health checks with health_check_grace_period."
+    condition     = aws_autoscaling_group.this["eu-west-1a"].instance_maintenance_policy[0].min_healthy_percentage == 100 && aws_autoscaling_group.this["eu-west-1a"].instance_maintenance_policy[0].max_healthy_percentage == 200
+    error_message = "A health replacement must launch the new NAT before terminating the impaired one (instance maintenance policy 100 % / 200 %)."
+  }
+
+  assert {
+    condition     = aws_autoscaling_group.this["eu-west-1a"].health_check_type == "EC2" && aws_autoscaling_group.this["eu-west-1a"].health_check_grace_period == 0
+    error_message = "Groups must use EC2 health checks, with no grace period on top of the launch hook by default."
   }
 }

@@ -1,9 +1,9 @@
-"""The instance role's policy, as Terraform plans it, never grants a mutating action on Resource "*".
+"""The instance roles' policies, as Terraform plans them: least privilege, no way to stop or terminate.
 
 `terraform test -json -verbose` prints the plan of every run as a `test_plan` message. The runs of
 tests/iam.tftest.hcl cover the module's feature combinations (Elastic IPs none/create/existing,
-alarm and hook on/off, SNS topic), so each planned policy document is checked here against rules
-stated independently of the module's code.
+alarm and hook on/off, SNS topic), so each planned policy document (one per zone) is checked here
+against rules stated independently of the module's code.
 """
 
 from __future__ import annotations
@@ -22,6 +22,31 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 IAM_TEST_FILE = "tests/iam.tftest.hcl"
 READ_ONLY_PREFIXES = ("Describe", "Get", "List")
 POLICY_ADDRESS = "aws_iam_role_policy.this"
+ASG_ADDRESS = "aws_autoscaling_group.this"
+#: Actions through which a role could stop, terminate or reboot instances, directly or by having
+#: another service do it (an alarm's EC2 action runs as CloudWatch's service-linked role, which may
+#: terminate any instance; SetAlarmState fires the actions of existing alarms).
+STOPPING_ACTIONS = {
+    "ec2:TerminateInstances",
+    "ec2:StopInstances",
+    "ec2:RebootInstances",
+    "cloudwatch:PutMetricAlarm",
+    "cloudwatch:PutCompositeAlarm",
+    "cloudwatch:SetAlarmState",
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+    "autoscaling:SetInstanceHealth",
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:UpdateAutoScalingGroup",
+    "iam:PassRole",
+    "ssm:SendCommand",
+    "ssm:StartAutomationExecution",
+    "events:PutTargets",
+}
+#: Of those, the ones that are harmless when their resource is one of the module's own groups.
+GROUP_SCOPED_ACTIONS = {
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+    "autoscaling:SetInstanceHealth",
+}
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +71,8 @@ def _terraform(*args: str, timeout: int) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def planned_policies() -> dict[str, dict[str, Any]]:
-    """Policy document planned by each run of tests/iam.tftest.hcl, keyed by run name."""
+def planned_plans() -> dict[str, dict[str, Any]]:
+    """The plan of each run of tests/iam.tftest.hcl, keyed by run name."""
     if not (REPO_ROOT / ".terraform" / "providers").is_dir():
         init = _terraform("init", "-backend=false", "-input=false", timeout=300)
         assert init.returncode == 0, f"terraform init failed:\n{init.stderr}"
@@ -58,16 +83,29 @@ def planned_policies() -> dict[str, dict[str, Any]]:
         + "\n".join(m["@message"] for m in messages if m.get("@level") == "error")
         + result.stderr
     )
+    return {m["@testrun"]: m["test_plan"] for m in messages if m.get("type") == "test_plan"}
+
+
+@pytest.fixture(scope="module")
+def planned_policies(planned_plans: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Policy document of each zone's role in each run, keyed "<run> <resource address>"."""
     policies: dict[str, dict[str, Any]] = {}
-    for message in messages:
-        if message.get("type") != "test_plan":
-            continue
-        for change in message["test_plan"].get("resource_changes", []):
-            if change["address"] == POLICY_ADDRESS:
+    for run, plan in planned_plans.items():
+        for change in plan.get("resource_changes", []):
+            if change["address"].startswith(f"{POLICY_ADDRESS}["):
                 policy = change["change"]["after"].get("policy")
-                assert isinstance(policy, str), f"run {message['@testrun']}: policy unknown at plan time"
-                policies[message["@testrun"]] = json.loads(policy)
+                assert isinstance(policy, str), f"run {run}: policy unknown at plan time"
+                policies[f"{run} {change['address']}"] = json.loads(policy)
     return policies
+
+
+def _group_names(plan: dict[str, Any]) -> dict[str, str]:
+    """Zone -> the Auto Scaling group name the plan creates for it."""
+    return {
+        change["index"]: change["change"]["after"]["name"]
+        for change in plan.get("resource_changes", [])
+        if change["address"].startswith(f"{ASG_ADDRESS}[")
+    }
 
 
 def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
@@ -129,3 +167,47 @@ def test_actions_name_no_wildcards(planned_policies: dict[str, dict[str, Any]]) 
         for statement in _statements(policy):
             wildcards = [action for action in _as_list(statement["Action"]) if "*" in action]
             assert wildcards == [], f"run {run}, statement {statement.get('Sid')}: wildcard actions {wildcards}"
+
+
+def test_no_statement_lets_a_role_stop_or_terminate_outside_its_own_group(
+    planned_plans: dict[str, dict[str, Any]],
+) -> None:
+    for run, plan in planned_plans.items():
+        groups = _group_names(plan)
+        for change in plan.get("resource_changes", []):
+            if not change["address"].startswith(f"{POLICY_ADDRESS}["):
+                continue
+            own_group = groups[change["index"]]
+            for statement in _statements(json.loads(change["change"]["after"]["policy"])):
+                for action in set(_as_list(statement["Action"])) & STOPPING_ACTIONS:
+                    resources = _as_list(statement["Resource"])
+                    scoped = action in GROUP_SCOPED_ACTIONS and all(
+                        arn.endswith(f":autoScalingGroupName/{own_group}") for arn in resources
+                    )
+                    assert scoped, (
+                        f"run {run}, {change['address']}, statement {statement.get('Sid')}: {action} on "
+                        f"{resources} could stop or terminate instances outside {own_group}"
+                    )
+
+
+def test_each_zones_role_touches_only_its_own_zone(planned_plans: dict[str, dict[str, Any]]) -> None:
+    for run, plan in planned_plans.items():
+        groups = _group_names(plan)
+        for change in plan.get("resource_changes", []):
+            if not change["address"].startswith(f"{POLICY_ADDRESS}["):
+                continue
+            zone = change["index"]
+            others = [name for other, name in groups.items() if other != zone]
+            others += [table for other, table in _route_tables(plan) if other != zone]
+            text = change["change"]["after"]["policy"]
+            leaked = [name for name in others if f'"{name}"' in text or f"/{name}" in text]
+            assert leaked == [], f"run {run}, {change['address']} names other zones' groups or tables {leaked}"
+
+
+def _route_tables(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    """(zone, route table id) of every private route the plan creates."""
+    return [
+        (change["index"].split("/", 1)[0], change["change"]["after"]["route_table_id"])
+        for change in plan.get("resource_changes", [])
+        if change["address"].startswith("aws_route.private_default[")
+    ]

@@ -37,7 +37,7 @@ def _parity_assert(case: str, zone: str, expected: Path) -> str:
 def _test_file(case: str, zones: list[dict], expected_dir: Path) -> str:
     eip = zones[0]["eip_allocation_id"] is not None
     hook = zones[0]["lifecycle_hook_name"] is not None
-    alarm = zones[0]["alarm_name"] is not None
+    topic = zones[0]["notification_topic_arn"]
     zone_map = {
         z["zone"]: {
             "public_subnet_id": f"subnet-0{i}{'b' * 15}",
@@ -63,9 +63,6 @@ mock_provider "aws" {{
   mock_data "aws_ami" {{
     defaults = {{ architecture = "arm64", id = "ami-0123456789abcdef0" }}
   }}
-  mock_data "aws_iam_policy_document" {{
-    defaults = {{ json = "{{}}" }}
-  }}
 }}
 
 run "parity_{case.replace("+", "_").replace("-", "_")}" {{
@@ -78,7 +75,8 @@ run "parity_{case.replace("+", "_").replace("-", "_")}" {{
     elastic_ip            = {_hcl("existing" if eip else "none")}
     served_cidrs          = {_hcl(zones[0]["served_cidrs"])}
     launch_lifecycle_hook = {_hcl(hook)}
-    status_check_alarm    = {_hcl(alarm)}
+    {"" if hook else "health_check_grace_period = 120"}
+    notification_topic_arn = {_hcl(topic)}
   }}
 
 {overrides}

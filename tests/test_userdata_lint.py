@@ -52,7 +52,7 @@ def test_template_uses_interpolations_only():
 
 
 def test_rendering_carries_the_configuration_and_the_unchanged_script():
-    config = cases()["3z-eip-alarm+hook"][2]
+    config = cases()["3z-eip-topic+hook"][2]
     text = render(**config)
     assert f"NAT_ROUTE_TABLE_IDS='{' '.join(config['route_table_ids'])}'" in text
     assert "NAT_SERVED_CIDRS='10.0.0.0/16 100.64.0.0/16'" in text

@@ -1,11 +1,11 @@
-"""Configurations the user data is rendered for: 1 and 3 zones, with and without EIP, alarm and hook."""
+"""Configurations the user data is rendered for: 1 and 3 zones, with and without EIP, SNS topic and hook."""
 
 from __future__ import annotations
 
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 
 
-def _zone_config(zone: str, index: int, *, eip: bool, alarm: bool, hook: bool, tables: int) -> dict:
+def _zone_config(zone: str, index: int, *, eip: bool, topic: bool, hook: bool, tables: int) -> dict:
     return {
         "zone": zone,
         "asg_name": f"egress-{zone}",
@@ -13,8 +13,8 @@ def _zone_config(zone: str, index: int, *, eip: bool, alarm: bool, hook: bool, t
         "served_cidrs": ["10.0.0.0/16", "100.64.0.0/16"] if index == 2 else ["10.0.0.0/16"],
         "route_destination": "0.0.0.0/0",
         "eip_allocation_id": f"eipalloc-0{index}{'a' * 15}" if eip else None,
-        "alarm_name": f"egress-{zone}-status-check" if alarm else None,
         "lifecycle_hook_name": "egress-launch" if hook else None,
+        "notification_topic_arn": "arn:aws:sns:us-east-1:123456789012:nat-events" if topic else None,
     }
 
 
@@ -24,9 +24,9 @@ def cases() -> dict[str, list[dict]]:
     for zones in (1, 3):
         for eip in (False, True):
             for features in (False, True):
-                name = f"{zones}z-{'eip' if eip else 'noeip'}-{'alarm+hook' if features else 'bare'}"
+                name = f"{zones}z-{'eip' if eip else 'noeip'}-{'topic+hook' if features else 'bare'}"
                 out[name] = [
-                    _zone_config(zone, i, eip=eip, alarm=features, hook=features, tables=1 + i)
+                    _zone_config(zone, i, eip=eip, topic=features, hook=features, tables=1 + i)
                     for i, zone in enumerate(ZONES[:zones])
                 ]
     return out

@@ -219,6 +219,25 @@ run "rejects_ipv6_route_destination" {
   expect_failures = [var.route_destination_cidr]
 }
 
+run "rejects_route_destination_with_host_bits" {
+  command = plan
+
+  variables {
+    route_destination_cidr = "10.0.0.1/8"
+  }
+
+  expect_failures = [var.route_destination_cidr]
+}
+
+run "accepts_canonical_cidrs" {
+  command = plan
+
+  variables {
+    route_destination_cidr = "192.0.2.0/24"
+    served_cidrs           = ["10.0.16.0/20", "100.64.0.0/16"]
+  }
+}
+
 run "rejects_malformed_served_cidr" {
   command = plan
 
@@ -234,6 +253,16 @@ run "rejects_served_cidr_of_the_whole_internet" {
 
   variables {
     served_cidrs = ["10.0.0.0/16", "0.0.0.0/0"]
+  }
+
+  expect_failures = [var.served_cidrs]
+}
+
+run "rejects_served_cidrs_with_host_bits" {
+  command = plan
+
+  variables {
+    served_cidrs = ["10.0.0.0/16", "10.1.2.3/16"]
   }
 
   expect_failures = [var.served_cidrs]
@@ -303,6 +332,52 @@ run "rejects_negative_health_check_grace_period" {
   expect_failures = [var.health_check_grace_period]
 }
 
+run "rejects_no_grace_period_without_launch_hook" {
+  command = plan
+
+  variables {
+    launch_lifecycle_hook = false
+  }
+
+  expect_failures = [var.health_check_grace_period]
+}
+
+run "grace_period_is_0_with_the_launch_hook_by_default" {
+  command = plan
+
+  assert {
+    condition     = alltrue([for asg in aws_autoscaling_group.this : asg.health_check_grace_period == 0])
+    error_message = "With the launch hook and no health_check_grace_period, groups must have no grace period: the hook already keeps a booting NAT out of service."
+  }
+}
+
+run "accepts_grace_period_without_launch_hook" {
+  command = plan
+
+  variables {
+    launch_lifecycle_hook     = false
+    health_check_grace_period = 90
+  }
+
+  assert {
+    condition     = alltrue([for asg in aws_autoscaling_group.this : asg.health_check_grace_period == 90])
+    error_message = "Without the launch hook, groups must use the given health_check_grace_period."
+  }
+}
+
+run "accepts_grace_period_with_launch_hook" {
+  command = plan
+
+  variables {
+    health_check_grace_period = 30
+  }
+
+  assert {
+    condition     = alltrue([for asg in aws_autoscaling_group.this : asg.health_check_grace_period == 30])
+    error_message = "A given health_check_grace_period must be used with the launch hook too."
+  }
+}
+
 run "rejects_heartbeat_timeout_below_30_seconds" {
   command = plan
 
@@ -365,7 +440,10 @@ run "rejects_ami_built_for_another_architecture" {
 run "rejects_root_volume_smaller_than_the_ami_snapshot" {
   command = plan
 
+  # With ami_id the image is read at plan time; the held default image only
+  # after the first apply, where tests/image.tftest.hcl checks the same rule.
   variables {
+    ami_id           = "ami-0123456789abcdef0"
     root_volume_size = 4
   }
 

@@ -4,7 +4,10 @@
 # Configuration: the NAT_* variables the user data sets above this script (docs/design.md), or the
 # environment when run on its own. Outside addresses come from the environment too (NAT_IMDS_ENDPOINT,
 # AWS_ENDPOINT_URL), which is how the failover harness runs this very script against an emulator.
-# Order is make-before-break: the instance is a working NAT before any route moves to it.
+# Order is make-before-break: the instance is a working NAT before any route moves to it, and every
+# step that can fail runs before the routes move. Moving the routes is the commit point: before it a
+# failure abandons the launch (Auto Scaling retries); after it the instance serves the zone, so a
+# failure is logged and notified but never hands a serving NAT back to Auto Scaling.
 set -o errexit -o nounset -o pipefail -o errtrace
 
 readonly IMDS_ENDPOINT="${NAT_IMDS_ENDPOINT:-http://169.254.169.254}"
@@ -15,6 +18,13 @@ readonly SYSCTL_FILE="/etc/sysctl.d/90-nat-instance.conf"
 export AWS_RETRY_MODE="${AWS_RETRY_MODE:-standard}"
 export AWS_MAX_ATTEMPTS="${AWS_MAX_ATTEMPTS:-5}"
 export AWS_PAGER=""
+# The CLI's defaults are 60 s each: one lost packet would stall a step for a minute instead of letting
+# the CLI's own retries act (AWS_MAX_ATTEMPTS attempts, each bounded by these).
+readonly AWS_CONNECT_TIMEOUT="${NAT_AWS_CONNECT_TIMEOUT:-2}"
+readonly AWS_READ_TIMEOUT="${NAT_AWS_READ_TIMEOUT:-5}"
+# Route tables updated at once. Each CLI process takes ~59 MiB (PSS, measured: docs/design.md), and a
+# t4g.nano has 512 MiB: four at a time leave room for the system.
+readonly ROUTE_PARALLELISM="${NAT_ROUTE_PARALLELISM:-4}"
 
 : "${NAT_ZONE:?NAT_ZONE must name the availability zone of this NAT}"
 : "${NAT_ASG_NAME:?NAT_ASG_NAME must name the Auto Scaling group of this NAT}"
@@ -22,14 +32,18 @@ export AWS_PAGER=""
 : "${NAT_ROUTE_DESTINATION:?NAT_ROUTE_DESTINATION must be a CIDR such as 0.0.0.0/0}"
 : "${NAT_SERVED_CIDRS:?NAT_SERVED_CIDRS must list the private CIDRs to masquerade}"
 NAT_EIP_ALLOCATION_ID="${NAT_EIP_ALLOCATION_ID:-}"
-NAT_ALARM_NAME="${NAT_ALARM_NAME:-}"
 NAT_LIFECYCLE_HOOK_NAME="${NAT_LIFECYCLE_HOOK_NAME:-}"
+NAT_NOTIFICATION_TOPIC_ARN="${NAT_NOTIFICATION_TOPIC_ARN:-}"
 
 current_step="setup"
 imds_token=""
 instance_id=""
 eni_id=""
 mac=""
+ifname=""
+previous_eip_eni=""
+eip_moved=0
+committed=0
 
 # Timestamped log line (UTC, milliseconds) for the current step; stdout goes to console and log file.
 log() {
@@ -45,16 +59,35 @@ step() {
   log "done"
 }
 
-# Any failing command ends the boot: say where, and hand the instance back to Auto Scaling.
+# Any failing command ends the boot. Before the commit point the instance is handed back to Auto
+# Scaling; after it, it keeps serving the zone and the failure is reported.
 on_error() {
   local status=$? line="$1"
   trap - ERR
   if ((BASH_SUBSHELL > 0)); then
-    exit "${status}" # the parent shell reports and abandons, once
+    exit "${status}" # the parent shell reports, once
   fi
   log "error line=${line} status=${status}"
-  abandon_launch
+  if ((committed)); then
+    log "routes already point at ${eni_id}: staying in service"
+    notify "NAT ${instance_id} in ${NAT_ZONE} serves the zone, but step ${current_step} failed (status ${status}); see ${LOG_FILE}"
+  else
+    hand_back_elastic_ip
+    abandon_launch
+  fi
   exit "${status}"
+}
+
+# The AWS CLI with bounded connect and read times, so its own retries act on a lost packet.
+aws_cli() {
+  aws --cli-connect-timeout "${AWS_CONNECT_TIMEOUT}" --cli-read-timeout "${AWS_READ_TIMEOUT}" "$@"
+}
+
+# Best effort: an operator hears of a failure the instance cannot fix itself.
+notify() {
+  [[ -n "${NAT_NOTIFICATION_TOPIC_ARN}" ]] || return 0
+  aws_cli sns publish --topic-arn "${NAT_NOTIFICATION_TOPIC_ARN}" --subject "NAT instance ${NAT_ASG_NAME}" \
+    --message "$1" --output text >/dev/null || log "could not notify ${NAT_NOTIFICATION_TOPIC_ARN}"
 }
 
 # Sends everything to the console and the log file.
@@ -85,13 +118,21 @@ read_identity() {
     log "instance is in ${zone} but configured for ${NAT_ZONE}: refusing to take over another zone's routes"
     return 1
   fi
-  log "instance=${instance_id} eni=${eni_id} mac=${mac} region=${region} zone=${zone}"
+  ifname="$(primary_interface)"
+  if [[ -z "${ifname}" ]]; then
+    log "no interface has MAC ${mac}"
+    return 1
+  fi
+  log "instance=${instance_id} eni=${eni_id} mac=${mac} interface=${ifname} region=${region} zone=${zone}"
 }
 
-# Kernel forwarding now and after a reboot; no ICMP redirects (private hosts must keep using the route).
+# Kernel forwarding now and after a reboot; no ICMP redirects (private hosts must keep using the
+# route). The kernel sends redirects if `all` OR the interface says so: both are turned off, and
+# `default` for interfaces that appear later.
 enable_forwarding() {
   mkdir -p "$(dirname "${SYSCTL_FILE}")"
-  printf '%s\n' 'net.ipv4.ip_forward = 1' 'net.ipv4.conf.all.send_redirects = 0' >"${SYSCTL_FILE}"
+  printf '%s\n' 'net.ipv4.ip_forward = 1' 'net.ipv4.conf.all.send_redirects = 0' \
+    'net.ipv4.conf.default.send_redirects = 0' "net.ipv4.conf.${ifname}.send_redirects = 0" >"${SYSCTL_FILE}"
   sysctl -q -p "${SYSCTL_FILE}"
 }
 
@@ -106,13 +147,8 @@ configure_masquerade() {
     log "installing nftables"
     dnf install -y nftables
   fi
-  local ifname cidrs
+  local cidrs
   local -a served
-  ifname="$(primary_interface)"
-  if [[ -z "${ifname}" ]]; then
-    log "no interface has MAC ${mac}"
-    return 1
-  fi
   read -r -a served <<<"${NAT_SERVED_CIDRS}"
   cidrs="$(printf '%s, ' "${served[@]}")"
   mkdir -p "$(dirname "${NFT_RULES_FILE}")"
@@ -138,88 +174,132 @@ EOF
 
 # A NAT forwards packets that are not addressed to it: EC2 drops those unless the check is off.
 disable_source_dest_check() {
-  aws ec2 modify-network-interface-attribute --network-interface-id "${eni_id}" --no-source-dest-check
+  aws_cli ec2 modify-network-interface-attribute --network-interface-id "${eni_id}" --no-source-dest-check
 }
 
 # The zone's Elastic IP follows each replacement, so the egress address users allow-list stays put.
+# It moves right before the routes; where it was is remembered, to give it back if no route moves.
 associate_elastic_ip() {
   if [[ -z "${NAT_EIP_ALLOCATION_ID}" ]]; then
     log "no Elastic IP configured"
     return 0
   fi
-  aws ec2 associate-address --allocation-id "${NAT_EIP_ALLOCATION_ID}" \
+  previous_eip_eni="$(aws_cli ec2 describe-addresses --allocation-ids "${NAT_EIP_ALLOCATION_ID}" \
+    --query 'Addresses[0].NetworkInterfaceId' --output text)"
+  aws_cli ec2 associate-address --allocation-id "${NAT_EIP_ALLOCATION_ID}" \
     --network-interface-id "${eni_id}" --allow-reassociation --output text >/dev/null
+  eip_moved=1
+  log "elastic ip ${NAT_EIP_ALLOCATION_ID} -> ${eni_id} (was on ${previous_eip_eni})"
 }
 
-# One route table: replace the route, or create it when the table has none.
-point_route() {
-  local table="$1"
-  if aws ec2 replace-route --route-table-id "${table}" --destination-cidr-block "${NAT_ROUTE_DESTINATION}" \
-    --network-interface-id "${eni_id}" 2>/dev/null; then
-    log "replaced ${NAT_ROUTE_DESTINATION} in ${table}"
+# No route moved after all: the NAT that still owns the routes gets its address back.
+hand_back_elastic_ip() {
+  if ((eip_moved == 0)) || [[ -z "${previous_eip_eni}" || "${previous_eip_eni}" == "None" ]]; then
+    return 0
+  fi
+  if aws_cli ec2 associate-address --allocation-id "${NAT_EIP_ALLOCATION_ID}" \
+    --network-interface-id "${previous_eip_eni}" --allow-reassociation --output text >/dev/null; then
+    log "elastic ip ${NAT_EIP_ALLOCATION_ID} handed back to ${previous_eip_eni}"
   else
-    aws ec2 create-route --route-table-id "${table}" --destination-cidr-block "${NAT_ROUTE_DESTINATION}" \
-      --network-interface-id "${eni_id}" --output text >/dev/null
-    log "created ${NAT_ROUTE_DESTINATION} in ${table}"
+    log "could not hand elastic ip ${NAT_EIP_ALLOCATION_ID} back to ${previous_eip_eni}"
   fi
 }
 
-# All route tables at once: the outage is one API round trip, not one per table.
-point_routes() {
-  local tables table pid failed=0
-  local -a pids=()
-  read -r -a tables <<<"${NAT_ROUTE_TABLE_IDS}"
-  for table in "${tables[@]}"; do
+# One route table: replace the route, or create it when the table has none. Any other error
+# (throttling, permissions) is logged as it came and fails the table.
+point_route() {
+  local table="$1" error
+  if error="$(aws_cli ec2 replace-route --route-table-id "${table}" \
+    --destination-cidr-block "${NAT_ROUTE_DESTINATION}" --network-interface-id "${eni_id}" 2>&1)"; then
+    log "replaced ${NAT_ROUTE_DESTINATION} in ${table}"
+    return 0
+  fi
+  if [[ "${error}" != *"no route"*"CreateRoute"* && "${error}" != *"InvalidRoute.NotFound"* ]]; then
+    log "replace-route in ${table} failed: ${error//$'\n'/ }"
+    return 1
+  fi
+  if ! error="$(aws_cli ec2 create-route --route-table-id "${table}" \
+    --destination-cidr-block "${NAT_ROUTE_DESTINATION}" --network-interface-id "${eni_id}" --output text 2>&1)"; then
+    log "create-route in ${table} failed: ${error//$'\n'/ }"
+    return 1
+  fi
+  log "created ${NAT_ROUTE_DESTINATION} in ${table}"
+}
+
+# Points the given route tables here, ROUTE_PARALLELISM at a time; prints the tables that failed.
+point_route_tables() {
+  local table
+  local -A running=()
+  for table in "$@"; do
+    if ((${#running[@]} >= ROUTE_PARALLELISM)); then
+      reap_route_job running
+    fi
     (
       trap - ERR
       point_route "${table}"
-    ) &
-    pids+=("$!")
+    ) >&2 & # stdout carries only the failed tables
+    running["$!"]="${table}"
   done
-  for pid in "${pids[@]}"; do
-    wait "${pid}" || failed=1
+  while ((${#running[@]} > 0)); do
+    reap_route_job running
   done
-  if ((failed)); then
-    log "could not point every route table at ${eni_id}"
+}
+
+# Waits for one job of the named pid -> table array to end, and prints its table if it failed.
+reap_route_job() {
+  local -n jobs="$1"
+  local pid
+  for pid in "${!jobs[@]}"; do
+    wait "${pid}" || printf '%s\n' "${jobs[${pid}]}"
+    unset "jobs[${pid}]"
+    return 0
+  done
+}
+
+# Every route table of the zone, in parallel, so the outage is a round trip or two, not one per
+# table. Once any route points here this instance serves the zone (the commit point): tables that
+# failed get one more try, then are reported, and the boot goes on.
+point_routes() {
+  local -a tables failed
+  read -r -a tables <<<"${NAT_ROUTE_TABLE_IDS}"
+  mapfile -t failed < <(point_route_tables "${tables[@]}")
+  if ((${#failed[@]} == ${#tables[@]})); then
+    log "no route table could be pointed at ${eni_id}"
     return 1
+  fi
+  committed=1
+  if ((${#failed[@]} > 0)); then
+    mapfile -t failed < <(point_route_tables "${failed[@]}")
+  fi
+  if ((${#failed[@]} > 0)); then
+    log "serving the zone without ${failed[*]}: their routes do not point at ${eni_id}"
+    notify "NAT ${instance_id} in ${NAT_ZONE} could not take over route tables ${failed[*]}; see ${LOG_FILE}"
+    return 0
   fi
   log "routes ${NAT_ROUTE_TABLE_IDS} -> ${eni_id}"
 }
 
-# Same alarm, new InstanceId: the definition Terraform wrote is read back and kept, only the dimension moves.
-repoint_alarm() {
-  if [[ -z "${NAT_ALARM_NAME}" ]]; then
-    log "no status-check alarm configured"
-    return 0
-  fi
-  local definition
-  # Unset fields come back as null, which put-metric-alarm rejects: drop those lines (AlarmName,
-  # never null, is last so no dangling comma is left).
-  definition="$(aws cloudwatch describe-alarms --alarm-names "${NAT_ALARM_NAME}" --output json \
-    --query 'MetricAlarms[0].{AlarmDescription: AlarmDescription, ActionsEnabled: ActionsEnabled, OKActions: OKActions, AlarmActions: AlarmActions, InsufficientDataActions: InsufficientDataActions, MetricName: MetricName, Namespace: Namespace, Statistic: Statistic, ExtendedStatistic: ExtendedStatistic, Unit: Unit, Period: Period, EvaluationPeriods: EvaluationPeriods, DatapointsToAlarm: DatapointsToAlarm, Threshold: Threshold, ComparisonOperator: ComparisonOperator, TreatMissingData: TreatMissingData, EvaluateLowSampleCountPercentile: EvaluateLowSampleCountPercentile, AlarmName: AlarmName}' |
-    sed '/": null,$/d')"
-  if [[ "${definition}" == "null" ]]; then
-    log "alarm ${NAT_ALARM_NAME} does not exist"
-    return 1
-  fi
-  aws cloudwatch put-metric-alarm --cli-input-json "${definition}" \
-    --dimensions "Name=InstanceId,Value=${instance_id}"
-  log "alarm ${NAT_ALARM_NAME} -> ${instance_id}"
-}
-
 lifecycle_action() {
-  aws autoscaling complete-lifecycle-action --lifecycle-hook-name "${NAT_LIFECYCLE_HOOK_NAME}" \
+  aws_cli autoscaling complete-lifecycle-action --lifecycle-hook-name "${NAT_LIFECYCLE_HOOK_NAME}" \
     --auto-scaling-group-name "${NAT_ASG_NAME}" --instance-id "${instance_id}" \
     --lifecycle-action-result "$1"
 }
 
-# Puts the instance in service: only reached when every step before succeeded.
+# Puts the instance in service: only reached when every step before succeeded. The routes already
+# point here, so a refusal is retried (beyond the CLI's own retries) rather than given up: if the hook
+# times out, its default result abandons this serving NAT.
 complete_launch() {
   if [[ -z "${NAT_LIFECYCLE_HOOK_NAME}" ]]; then
     log "no launch lifecycle hook configured"
     return 0
   fi
-  lifecycle_action CONTINUE
+  local attempt
+  for attempt in 1 2 3; do
+    lifecycle_action CONTINUE && return 0
+    log "complete-lifecycle-action failed (attempt ${attempt} of 3)"
+    sleep "$((attempt * 2))"
+  done
+  return 1
 }
 
 # Best effort: a broken NAT must not stay in service, so Auto Scaling launches a fresh one.
@@ -232,6 +312,21 @@ abandon_launch() {
   log "launch abandoned"
 }
 
+# What a first run on a real account must confirm about the image and the boot, logged once (README,
+# "First run on a real account"). Reading them can fail; the boot never does because of it.
+record_facts() {
+  local nft_rpm nft_unit cgroup peak="unknown"
+  # Both exit non-zero for "not installed"/"disabled"; that is a fact to log, not a failure.
+  nft_rpm="$(rpm -q nftables 2>/dev/null)" || nft_rpm="none"
+  nft_unit="$(systemctl is-enabled nftables 2>/dev/null)" || nft_unit="${nft_unit:-unknown}"
+  nft_unit="${nft_unit%%$'\n'*}"
+  cgroup="$(sed -n 's/^0:://p' /proc/self/cgroup 2>/dev/null || true)"
+  if [[ -n "${cgroup}" && -r "/sys/fs/cgroup${cgroup}/memory.peak" ]]; then
+    peak="$(($(cat "/sys/fs/cgroup${cgroup}/memory.peak") / 1024))"
+  fi
+  log "facts nftables-rpm=${nft_rpm// /_} nftables-unit=${nft_unit// /_} boot-memory-peak-kib=${peak}"
+}
+
 main() {
   setup_logging
   trap 'on_error ${LINENO}' ERR
@@ -241,8 +336,8 @@ main() {
   step source-dest-check disable_source_dest_check
   step elastic-ip associate_elastic_ip
   step routes point_routes
-  step alarm repoint_alarm
   step lifecycle complete_launch
+  step facts record_facts
   current_step="ready"
   log "NAT ready: ${instance_id} routes ${NAT_ROUTE_TABLE_IDS}"
 }

@@ -13,7 +13,7 @@ output "autoscaling_group_names" {
   value       = module.nat.autoscaling_group_names
 }
 
-output "iam_role_name" {
-  description = "Name of the NAT instances' IAM role."
-  value       = module.nat.iam_role_name
+output "iam_role_names" {
+  description = "Name of each zone's NAT instance IAM role, keyed by availability zone."
+  value       = module.nat.iam_role_names
 }

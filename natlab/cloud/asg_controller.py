@@ -10,8 +10,15 @@ Use it with moto only (:class:`natlab.cloud.backend.MotoBackend`); real AWS does
 
 What is modelled (AWS figures are the defaults of :class:`AwsDelays`):
 
-- a stopped/stopping instance: the ASG EC2 health check marks it Unhealthy, then terminates it;
-  moto launches the replacement;
+- a stopped/stopping instance: the ASG EC2 health check marks it Unhealthy, then replaces it;
+- a replacement follows the group's instance maintenance policy: with a max healthy percentage of
+  200 % or more the group launches the new instance first and terminates the unhealthy one only
+  once the new one is InService (as AWS does within the max healthy percentage; emulated by
+  raising the group's MaxSize/DesiredCapacity by one for the while); otherwise it terminates first
+  and moto launches the replacement;
+- an instance refresh (:meth:`AsgHealthController.start_instance_refresh`; moto has no
+  StartInstanceRefresh): each instance is replaced the same way, new one first, when the refresh's
+  min healthy percentage is 100 %;
 - an impaired instance (fault injected by :meth:`AsgHealthController.impair`): the EC2 status
   check fails at its next run; an alarm on ``AWS/EC2 StatusCheckFailed`` for that instance whose
   actions include ``arn:aws:automate:<region>:ec2:terminate`` goes to ALARM after its own
@@ -32,6 +39,7 @@ from typing import Any, Protocol, Self
 
 import botocore.exceptions
 
+from natlab.cloud.launch_first import LaunchFirst
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
@@ -141,6 +149,7 @@ class AsgHealthController(Resource):
         self._tracked: dict[str, _Tracked] = {}
         self._handled_actions: set[tuple[str, str, float]] = set()
         self._current: dict[str, list[str]] = {}
+        self._launch_first = LaunchFirst(backend, emit=self._emit)
         self.events: list[tuple[str, str, float]] = []
         self.errors = 0
         self._stop = threading.Event()
@@ -154,6 +163,14 @@ class AsgHealthController(Resource):
         with self._lock:
             self._impaired.setdefault(instance_id, time.monotonic())
         logger.info("impaired %s: its status checks fail from now on", instance_id)
+
+    def start_instance_refresh(self, group_name: str) -> None:
+        """StartInstanceRefresh as the module configures it: every instance replaced, new one first."""
+        self._launch_first.refresh(group_name)
+
+    def refreshing(self, group_name: str) -> bool:
+        """Whether a launch-first replacement in ``group_name`` is still running."""
+        return self._launch_first.busy(group_name)
 
     def current_instances(self) -> dict[str, list[str]]:
         """Group name -> ids of its live instances, as of the last poll."""
@@ -224,6 +241,9 @@ class AsgHealthController(Resource):
         states = self._instance_states(groups)
         self._note_membership(groups, now)
         for group in groups:
+            for old in self._launch_first.finish(group):
+                if old in self._tracked:
+                    self._tracked[old].terminate_requested = True
             grace = self._grace(group)
             for member in group["Instances"]:
                 instance_id = member["InstanceId"]
@@ -337,6 +357,12 @@ class AsgHealthController(Resource):
             )
             self._emit(UNHEALTHY, instance_id)
         if now - tracked.unhealthy_at >= self.delays.unhealthy_to_terminate:
+            self._replace(instance_id, tracked)
+
+    def _replace(self, instance_id: str, tracked: _Tracked) -> None:
+        """The health check's replacement: launch first where the maintenance policy says so."""
+        tracked.terminate_requested = True
+        if not self._launch_first.replace(tracked.group, instance_id, "health"):
             self._terminate_in_group(instance_id, tracked)
 
     def _terminate_in_group(self, instance_id: str, tracked: _Tracked) -> None:

@@ -312,12 +312,39 @@ def fix_block_device_size_from_image() -> None:
     _patch(instance_cls, "add_block_device", add_block_device)
 
 
+def fix_instance_maintenance_policy() -> None:
+    """Keep a group's InstanceMaintenancePolicy and describe it back.
+
+    AWS: CreateAutoScalingGroup/UpdateAutoScalingGroup take ``InstanceMaintenancePolicy``
+    (min/max healthy percentage) and DescribeAutoScalingGroups returns it. moto 5.2.5 drops the
+    parameter, so Terraform reads no policy back and every plan after apply wants to add it: the
+    "second plan is empty" check can never pass. Worth reporting upstream. (What the policy does,
+    launching before terminating, is modelled by the ASG health controller.)
+    """
+    owner = AutoScalingResponse
+
+    def keeping_policy(original: Callable[..., Any]) -> Callable[..., Any]:
+        def handler(self: Any) -> Any:
+            result = original(self)
+            policy = self._get_params().get("InstanceMaintenancePolicy")
+            if policy is not None:
+                group = self.autoscaling_backend.autoscaling_groups[self._get_param("AutoScalingGroupName")]
+                group.instance_maintenance_policy = {key: int(value) for key, value in policy.items()}
+            return result
+
+        return handler
+
+    for name in ("create_auto_scaling_group", "update_auto_scaling_group"):
+        _patch(owner, name, keeping_policy(getattr(owner, name)))
+
+
 FIXES: dict[str, Callable[[], None]] = {
     "launch_template_version_user_data": fix_launch_template_version_user_data,
     "launch_template_own_tags": fix_launch_template_own_tags,
     "route_blackhole_and_primary_eni": fix_route_blackhole_and_primary_eni,
     "lifecycle_hooks": fix_lifecycle_hooks,
     "block_device_size_from_image": fix_block_device_size_from_image,
+    "instance_maintenance_policy": fix_instance_maintenance_policy,
 }
 
 

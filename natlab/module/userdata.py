@@ -38,8 +38,8 @@ def template_vars(
     served_cidrs: Sequence[str],
     route_destination: str = "0.0.0.0/0",
     eip_allocation_id: str | None = None,
-    alarm_name: str | None = None,
     lifecycle_hook_name: str | None = None,
+    notification_topic_arn: str | None = None,
 ) -> dict[str, str]:
     """The template's variables, shaped as the module's `local.user_data_vars` shapes them."""
     if not route_table_ids:
@@ -53,8 +53,8 @@ def template_vars(
         "route_destination": route_destination,
         "served_cidrs": " ".join(served_cidrs),
         "eip_allocation_id": eip_allocation_id or "",
-        "alarm_name": alarm_name or "",
         "lifecycle_hook_name": lifecycle_hook_name or "",
+        "notification_topic_arn": notification_topic_arn or "",
         "boot_script": BOOT_SCRIPT_PATH.read_text(),
     }
 

@@ -21,11 +21,13 @@ SOURCES: dict[str, str] = {
     "ec2-status": "Amazon EC2 User Guide, 'Status checks for Amazon EC2 instances' "
     "(docs.aws.amazon.com/AWSEC2/latest/UserGuide/monitoring-system-instance-status-check.html): "
     "status checks are performed every minute.",
-    "cw-alarm": "Amazon CloudWatch User Guide, 'Using Amazon CloudWatch alarms' "
-    "(docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html: a metric alarm "
-    "acts on the metric relative to a threshold over a number of periods; actions include EC2 "
-    "actions) and 'Alarm evaluation' (.../monitoring/alarm-evaluation.html); the PutMetricAlarm "
-    "reference: Period x EvaluationPeriods is the evaluation window.",
+    "asg-impaired": "Amazon EC2 Auto Scaling User Guide, 'Health checks for instances in an Auto "
+    "Scaling group' (docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-health-checks.html): "
+    "for impaired status checks the group 'waits a few minutes for AWS to fix the problem' before "
+    "marking the instance unhealthy; 'a few minutes' is read as 2-5 min (estimate).",
+    "asg-maintenance": "Amazon EC2 Auto Scaling User Guide, 'Instance maintenance policies': with "
+    "min 100 % / max 200 % healthy, a replacement is launched before the unhealthy instance is "
+    "terminated, so termination adds no wait.",
     "asg-health": "Amazon EC2 Auto Scaling User Guide, 'Health checks for instances in an Auto "
     "Scaling group' (docs.aws.amazon.com/autoscaling/ec2/userguide/healthcheck.html): an instance "
     "that terminates unexpectedly, or is in a state other than running, is replaced; no detection "
@@ -54,9 +56,8 @@ DEFAULT_AWS_CALLS: dict[str, int] = {
     "forwarding": 0,
     "masquerade": 0,
     "source-dest-check": 1,
-    "elastic-ip": 1,
+    "elastic-ip": 2,  # where it was (to hand it back on failure), then associate
     "routes": 1,
-    "alarm": 1,
     "lifecycle": 1,
 }
 
@@ -136,9 +137,7 @@ class Assumptions:
 
     sla_seconds: float = 180.0
     status_check_interval: float = 60.0
-    alarm_period: float = 60.0
-    alarm_evaluation_periods: int = 2
-    alarm_lag: tuple[float, float] = (5.0, 60.0)
+    asg_detect_impaired: tuple[float, float] = (120.0, 300.0)
     asg_detect_gone: tuple[float, float] = (2.0, 60.0)
     asg_detect_stopped: tuple[float, float] = (10.0, 60.0)
     asg_launch: tuple[float, float] = (1.0, 10.0)
@@ -204,7 +203,6 @@ def _detection(fault: str, a: Assumptions) -> tuple[Figure, ...]:
             ),
         )
     if fault == "status-check":
-        more = (a.alarm_evaluation_periods - 1) * a.alarm_period
         return (
             Figure(
                 "first failed status check (checks run every minute)",
@@ -212,14 +210,8 @@ def _detection(fault: str, a: Assumptions) -> tuple[Figure, ...]:
                 a.status_check_interval,
                 "ec2-status",
             ),
-            Figure(
-                f"alarm: {a.alarm_evaluation_periods - 1} more breaching period(s) of {a.alarm_period:g} s",
-                more,
-                more,
-                "cw-alarm",
-            ),
-            Figure("metric publication and alarm evaluation lag", *a.alarm_lag, "estimate"),
-            Figure("alarm action ends the instance; Auto Scaling notices", *a.asg_detect_gone, "asg-health"),
+            Figure("Auto Scaling waits 'a few minutes', marks it unhealthy", *a.asg_detect_impaired, "asg-impaired"),
+            Figure("replacement launched first; no termination wait", 0.0, 0.0, "asg-maintenance"),
         )
     raise ValueError(f"fault must be one of {', '.join(FAULTS)}; got {fault!r}")
 
