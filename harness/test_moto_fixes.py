@@ -25,6 +25,7 @@ def make_group(
     hook: bool = False,
     tags: dict[str, str] | None = None,
     encrypted_root: bool = False,
+    grace_period: int | None = None,
 ) -> dict[str, str]:
     """A VPC, a subnet, a launch template and an ASG of one instance; returns their ids."""
     ec2 = aws.client("ec2")
@@ -40,7 +41,7 @@ def make_group(
         data["BlockDeviceMappings"] = [{"DeviceName": "/dev/xvda", "Ebs": {"VolumeType": "gp3", "Encrypted": True}}]
     template = ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=data)
     template_id = template["LaunchTemplate"]["LaunchTemplateId"]
-    extra = {}
+    extra: dict = {} if grace_period is None else {"HealthCheckGracePeriod": grace_period}
     if hook:
         extra["LifecycleHookSpecificationList"] = [
             {
@@ -284,9 +285,26 @@ def test_group_keeps_its_instance_maintenance_policy(aws: MotoBackend) -> None:
 
 def test_plain_moto_still_drops_the_instance_maintenance_policy(aws: MotoBackend) -> None:
     make_group(aws)
-    with moto_fixes.without("instance_maintenance_policy"):
+    with moto_fixes.without("group_parameters"):
         aws.client("autoscaling").update_auto_scaling_group(
             AutoScalingGroupName="nat-a",
             InstanceMaintenancePolicy={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
         )
         assert _maintenance_policy(aws, "nat-a") is None
+
+
+def _grace_period(aws: MotoBackend, name: str) -> int:
+    group = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+    return group["HealthCheckGracePeriod"]
+
+
+@pytest.mark.parametrize("grace_period", [0, None])  # Terraform leaves a zero out of the request
+def test_a_grace_period_of_zero_stays_zero(aws: MotoBackend, grace_period: int | None) -> None:
+    make_group(aws, grace_period=grace_period)
+    assert _grace_period(aws, "nat-a") == 0
+
+
+def test_plain_moto_still_turns_a_zero_grace_period_into_300(aws: MotoBackend) -> None:
+    with moto_fixes.without("group_parameters"):
+        make_group(aws, grace_period=0)
+    assert _grace_period(aws, "nat-a") == 300

@@ -312,30 +312,35 @@ def fix_block_device_size_from_image() -> None:
     _patch(instance_cls, "add_block_device", add_block_device)
 
 
-def fix_instance_maintenance_policy() -> None:
-    """Keep a group's InstanceMaintenancePolicy and describe it back.
+def fix_group_parameters() -> None:
+    """Keep two CreateAutoScalingGroup/UpdateAutoScalingGroup parameters moto loses.
 
-    AWS: CreateAutoScalingGroup/UpdateAutoScalingGroup take ``InstanceMaintenancePolicy``
-    (min/max healthy percentage) and DescribeAutoScalingGroups returns it. moto 5.2.5 drops the
-    parameter, so Terraform reads no policy back and every plan after apply wants to add it: the
-    "second plan is empty" check can never pass. Worth reporting upstream. (What the policy does,
+    AWS: ``InstanceMaintenancePolicy`` (min/max healthy percentage) is stored and described back;
+    ``HealthCheckGracePeriod=0`` means 0 (the API's own default). moto 5.2.5 drops the policy, and
+    turns a grace period of 0 into 300 at creation (``health_check_period or 300``), so Terraform
+    reads back something else and every plan after apply wants to change the group: the "second
+    plan is empty" check can never pass. Worth reporting upstream. (What the policy does,
     launching before terminating, is modelled by the ASG health controller.)
     """
     owner = AutoScalingResponse
 
-    def keeping_policy(original: Callable[..., Any]) -> Callable[..., Any]:
+    def keeping_parameters(original: Callable[..., Any], grace_default: int | None) -> Callable[..., Any]:
         def handler(self: Any) -> Any:
             result = original(self)
+            group = self.autoscaling_backend.autoscaling_groups[self._get_param("AutoScalingGroupName")]
             policy = self._get_params().get("InstanceMaintenancePolicy")
             if policy is not None:
-                group = self.autoscaling_backend.autoscaling_groups[self._get_param("AutoScalingGroupName")]
                 group.instance_maintenance_policy = {key: int(value) for key, value in policy.items()}
+            grace = self._get_int_param("HealthCheckGracePeriod", grace_default)
+            if grace is not None:
+                group.health_check_grace_period = grace
             return result
 
         return handler
 
-    for name in ("create_auto_scaling_group", "update_auto_scaling_group"):
-        _patch(owner, name, keeping_policy(getattr(owner, name)))
+    # Clients (Terraform among them) leave a zero grace period out: at creation that means 0.
+    _patch(owner, "create_auto_scaling_group", keeping_parameters(owner.create_auto_scaling_group, 0))
+    _patch(owner, "update_auto_scaling_group", keeping_parameters(owner.update_auto_scaling_group, None))
 
 
 FIXES: dict[str, Callable[[], None]] = {
@@ -344,7 +349,7 @@ FIXES: dict[str, Callable[[], None]] = {
     "route_blackhole_and_primary_eni": fix_route_blackhole_and_primary_eni,
     "lifecycle_hooks": fix_lifecycle_hooks,
     "block_device_size_from_image": fix_block_device_size_from_image,
-    "instance_maintenance_policy": fix_instance_maintenance_policy,
+    "group_parameters": fix_group_parameters,
 }
 
 

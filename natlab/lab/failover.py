@@ -239,13 +239,11 @@ def _check_replacement(lab: Lab, result: FailoverResult) -> None:
                 f"not on the replacement's {result.new_eni}"
             )
     if zone.alarm_name:
+        # The alarm watches the group, so no instance has to re-point it (README, security model).
         alarm = lab.backend.client("cloudwatch").describe_alarms(AlarmNames=[zone.alarm_name])["MetricAlarms"][0]
         dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
-        if dimensions.get("InstanceId") != result.new_instance:
-            result.problems.append(
-                f"alarm {zone.alarm_name} watches {dimensions.get('InstanceId')}, "
-                f"not the replacement {result.new_instance}"
-            )
+        if dimensions != {"AutoScalingGroupName": zone.asg_name}:
+            result.problems.append(f"alarm {zone.alarm_name} watches {dimensions}, not the group {zone.asg_name}")
 
 
 def _wait_in_service(lab: Lab, result: FailoverResult) -> list[str]:
