@@ -308,3 +308,11 @@ def test_plain_moto_still_turns_a_zero_grace_period_into_300(aws: MotoBackend) -
     with moto_fixes.without("group_parameters"):
         make_group(aws, grace_period=0)
     assert _grace_period(aws, "nat-a") == 300
+
+
+def test_taking_one_fix_away_leaves_a_fix_wrapping_the_same_method_in_place(aws: MotoBackend) -> None:
+    # lifecycle_hooks and group_parameters both wrap CreateAutoScalingGroup.
+    with moto_fixes.without("lifecycle_hooks"):
+        pass
+    make_group(aws, grace_period=0)
+    assert _grace_period(aws, "nat-a") == 0

@@ -385,12 +385,22 @@ def without(name: str) -> Iterator[None]:
     """Run a block with one fix taken away (to show the bug is still there upstream).
 
     Process-wide, like the fixes: every moto server and thread of the process sees moto's own
-    behaviour until the block ends. The fix comes back afterwards if it was applied before.
+    behaviour until the block ends. The fix comes back afterwards if it was applied before. Two
+    fixes may wrap the same moto method, so all fixes are taken off in reverse order and put back
+    in order, never one from under another.
     """
-    was_applied = name in _applied
-    revert(name)
+    with _lock:
+        applied = list(_applied)
+        for other in reversed(applied):
+            revert(other)
+        for other in applied:
+            if other != name:
+                apply(other)
     try:
         yield
     finally:
-        if was_applied:
-            apply(name)
+        with _lock:
+            for other in reversed(list(_applied)):
+                revert(other)
+            for other in applied:
+                apply(other)
