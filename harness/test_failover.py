@@ -11,6 +11,7 @@ import time
 import pytest
 
 from natlab.cloud import moto_fixes
+from natlab.lab import first_run
 from natlab.lab.failover import FAULTS, run_failover
 from natlab.lab.lab import Lab
 from natlab.module.userdata import render
@@ -32,6 +33,15 @@ def test_first_nat_serves_the_zone_from_the_first_apply(one_zone_lab: Lab):
     assert "masquerade" in (etc.get("nftables/nat-instance.nft") or ""), etc
     assert "systemctl enable nftables" in box.shim_calls()
     assert any(r.path.endswith("/api/token") for r in box.imds_requests), "IMDSv2 token was never requested"
+
+
+def test_first_run_summary_records_what_only_a_real_account_can_answer(one_zone_lab: Lab):
+    # On --backend aws this same scenario writes the real account's page (README, first run).
+    run = first_run.collect(one_zone_lab, ZONE)
+    page = first_run.write(run, one_zone_lab.settings.report_dir)
+    assert run.missing_facts == [], page.read_text()
+    assert [step.name for step in run.steps][-2:] == ["lifecycle", "facts"], page.read_text()
+    assert run.alarm is not None and run.alarm["StateValue"], "the status-check alarm was not created"
 
 
 def test_instance_ran_the_user_data_terraform_rendered_byte_for_byte(one_zone_lab: Lab):

@@ -84,3 +84,19 @@ def write(run: FirstRun, report_dir: Path) -> Path:
     path = report_dir / f"first-run-{run.zone}.md"
     path.write_text(render(run))
     return path
+
+
+def collect(lab: Any, zone: str) -> FirstRun:
+    """The zone's current NAT: its boot log from the emulated console, or GetConsoleOutput on AWS."""
+    instance_id = lab.current_nat(zone)
+    box = lab.sandbox(instance_id)
+    if box is not None:
+        text = box.console_log()
+    else:  # a real instance: cloud-init copies the user data's output to the console
+        text = lab.ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output", "")
+    alarm_name = lab.zones[zone].alarm_name
+    alarm = None
+    if alarm_name:
+        alarms = lab.backend.client("cloudwatch").describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+        alarm = alarms[0] if alarms else None
+    return from_log(zone, instance_id, text, alarm)
