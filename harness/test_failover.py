@@ -6,6 +6,7 @@ the last one destroys it and checks the emulator holds nothing of the module any
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -183,10 +184,20 @@ def test_instance_refresh_keeps_the_old_nat_until_the_new_one_serves(one_zone_la
     address = lab.ec2.describe_addresses(AllocationIds=[zone.eip_allocation_id])["Addresses"][0]
     assert address.get("NetworkInterfaceId") == old_eni, "the old NAT must keep its Elastic IP"
     # The refresh goes on: the next new NAT boots unsabotaged, takes over, and only then the old one goes.
-    wait_until(
-        lambda: not lab.controller.refreshing(zone.asg_name), what="the refresh to finish", timeout=lab.settings.sla
-    )
-    new = lab.wait_until_serving(ZONE, timeout=lab.settings.sla)
+    controller = lab.controller
+    with contextlib.ExitStack() as traffic:
+        stream = traffic.enter_context(lab.vpc.udp_stream(zone.private_subnet_id, rate=100)) if lab.vpc else None
+        wait_until(lambda: not controller.refreshing(zone.asg_name), what="the refresh", timeout=lab.settings.sla)
+        new = lab.wait_until_serving(ZONE, timeout=lab.settings.sla)
+        if lab.vpc is not None and stream is not None:
+            assert lab.vpc.whoami(zone.private_subnet_id), "no egress through the refreshed NAT"
+            stream.stop()
+    if stream is not None:
+        gaps = [g for g in stream.result.gaps() if g.end != float("inf")]
+        lost = sum(g.lost for g in gaps)
+        outage = max((g.end for g in gaps), default=0.0) - min((g.start for g in gaps), default=0.0)
+        print(f"instance refresh: {lost} datagrams lost, data-plane outage {outage:.3f} s")
+        assert outage <= lab.settings.sla, f"refresh outage {outage:.1f} s exceeds the SLA"
     assert new != old
     address = lab.ec2.describe_addresses(AllocationIds=[zone.eip_allocation_id])["Addresses"][0]
     assert address.get("NetworkInterfaceId") == lab.primary_eni(new)
