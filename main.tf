@@ -99,7 +99,10 @@ locals {
   }
 
   # One role per zone: a NAT can touch only its own zone's route tables,
-  # Elastic IP, interfaces and group, never another zone's.
+  # Elastic IP, interfaces and group, never another zone's. Built with
+  # jsonencode rather than data "aws_iam_policy_document" so that `terraform
+  # test` with a mocked provider sees the real document. Only read-only
+  # Describe* calls, which support no resource scoping, use "*".
   iam_policy_statements = { for zone, config in var.zones : zone => [for candidate in [
     {
       wanted = true
