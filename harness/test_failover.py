@@ -6,17 +6,12 @@ the last one destroys it and checks the emulator holds nothing of the module any
 
 from __future__ import annotations
 
-import contextlib
-import time
-
 import pytest
 
-from natlab.cloud import moto_fixes
 from natlab.lab import first_run
 from natlab.lab.failover import FAULTS, run_failover
 from natlab.lab.lab import Lab
 from natlab.module.userdata import render
-from natlab.waiting import wait_until
 
 ZONE = "us-east-1a"
 #: The scenarios share one lab, in order, on one xdist worker (and start first: ``--dist loadgroup``).
@@ -28,7 +23,9 @@ def test_first_nat_serves_the_zone_from_the_first_apply(one_zone_lab: Lab):
     eni = one_zone_lab.primary_eni(nat)
     assert set(one_zone_lab.route_targets(ZONE).values()) == {eni}
     box = one_zone_lab.sandbox(nat)
-    assert box is not None and box.exit_code == 0, box.describe() if box else "no sandbox booted"
+    assert box is not None, "no sandbox booted"
+    # The zone is served once the launch completes; the script's last step (facts) may still be running.
+    assert box.wait(timeout=one_zone_lab.settings.sla) == 0, box.describe()
     etc = box.etc_changes()
     assert "net.ipv4.ip_forward = 1" in (etc.get("sysctl.d/90-nat-instance.conf") or ""), etc
     assert "masquerade" in (etc.get("nftables/nat-instance.nft") or ""), etc
@@ -88,119 +85,6 @@ def test_packets_flow_before_stop_during_and_flow_after_failover(one_zone_lab: L
     # must not be left hanging.
     assert one_zone_lab.zones[ZONE].eip_allocation_id, "this scenario expects the one-zone lab's Elastic IP"
     assert result.tcp_outcome in ("survived", "reset"), result.summary()
-
-
-def replacing(old: str, new: str):
-    """A user-data transform that replaces one piece of the real boot script (and fails if it is gone)."""
-
-    def transform(user_data: bytes) -> bytes:
-        text = user_data.decode()
-        assert old in text, f"the user data no longer has {old.strip()!r}: update this scenario"
-        return text.replace(old, new, 1).encode()
-
-    return transform
-
-
-def chained(*transforms):
-    def transform(user_data: bytes) -> bytes:
-        for one in transforms:
-            user_data = one(user_data)
-        return user_data
-
-    return transform
-
-
-REFUSED_TABLE = "rtb-0000000000000dead"
-AFTER_COMMIT_FAULTS = {
-    # complete-lifecycle-action refused once (throttling, say): retried, the NAT goes in service.
-    "lifecycle-refused-once": replacing(
-        "    lifecycle_action CONTINUE && return 0\n", "    ((attempt > 1)) && lifecycle_action CONTINUE && return 0\n"
-    ),
-    # A route table the instance cannot take over, beside the zone's own: the zone is served anyway.
-    "one-route-table-refused": replacing("NAT_ROUTE_TABLE_IDS='", f"NAT_ROUTE_TABLE_IDS='{REFUSED_TABLE} "),
-}
-EXPECTED_LOG = {
-    "lifecycle-refused-once": ["complete-lifecycle-action failed (attempt 1 of 3)"],
-    "one-route-table-refused": [
-        f"replace-route in {REFUSED_TABLE} failed: ",
-        f"serving the zone without {REFUSED_TABLE}",
-    ],
-}
-
-
-@pytest.mark.parametrize("fault", AFTER_COMMIT_FAULTS)
-def test_a_failure_after_the_routes_moved_leaves_the_zone_served(one_zone_lab: Lab, fault: str):
-    lab = one_zone_lab
-    with lab.sabotaged(AFTER_COMMIT_FAULTS[fault]):
-        result = run_failover(lab, ZONE, "terminate", measure_outage=False)
-    assert result.problems == [], result.summary()
-    box = lab.sandbox(result.new_instance)
-    assert box is not None
-    for line in EXPECTED_LOG[fault]:
-        assert line in box.boot_log(), box.describe()
-    assert [a.result for a in moto_fixes.LIFECYCLE.actions(result.new_instance)][-1] == "CONTINUE"
-
-
-def test_a_lifecycle_call_that_keeps_failing_never_abandons_the_serving_nat(one_zone_lab: Lab):
-    lab = one_zone_lab
-    refused_for_good = chained(
-        replacing("    lifecycle_action CONTINUE && return 0\n", "    false && return 0\n"),
-        replacing('    sleep "$((attempt * 2))"\n', "    sleep 0\n"),
-    )
-    with lab.sabotaged(refused_for_good):
-        result = run_failover(lab, ZONE, "terminate", measure_outage=False)
-    box = lab.sandbox(result.new_instance)
-    assert box is not None and box.exit_code not in (None, 0), box.describe() if box else result.summary()
-    assert set(lab.route_targets(ZONE).values()) == {result.new_eni}, result.summary()
-    assert "staying in service" in box.boot_log(), box.describe()
-    assert "ABANDON" not in [a.result for a in moto_fixes.LIFECYCLE.actions(result.new_instance)]
-    # Only the hook's timeout (not modelled in this lab) would end it; the InService check says so.
-    assert all("InService" in problem for problem in result.problems), result.summary()
-    # Hand the zone to a healthy NAT for the scenarios that follow.
-    lab.ec2.terminate_instances(InstanceIds=[result.new_instance])
-    lab.wait_until_serving(ZONE, timeout=lab.settings.sla)
-
-
-def test_instance_refresh_keeps_the_old_nat_until_the_new_one_serves(one_zone_lab: Lab):
-    lab = one_zone_lab
-    assert lab.controller is not None, "instance refresh is emulated by the lab's ASG controller"
-    old = lab.wait_until_serving(ZONE, timeout=lab.settings.sla)
-    zone = lab.zones[ZONE]
-    # First a refresh whose new NAT cannot move any route: it hands the Elastic IP back and abandons.
-    with lab.sabotaged(replacing("NAT_ROUTE_TABLE_IDS='", f"NAT_ROUTE_TABLE_IDS='{REFUSED_TABLE}' #")):
-        started = time.time()
-        lab.controller.start_instance_refresh(zone.asg_name)
-        abandoned = wait_until(
-            lambda: next(
-                (a for a in moto_fixes.LIFECYCLE.actions() if a.result == "ABANDON" and a.at >= started), None
-            ),
-            what="the sabotaged new NAT abandoning its launch",
-            timeout=lab.settings.sla,
-        )
-    box = lab.sandbox(abandoned.instance_id)
-    assert box is not None and "handed back to" in box.boot_log(), box.describe() if box else "no sandbox"
-    old_eni = lab.primary_eni(old)
-    assert set(lab.route_targets(ZONE).values()) == {old_eni}, "the old NAT must keep its routes"
-    address = lab.ec2.describe_addresses(AllocationIds=[zone.eip_allocation_id])["Addresses"][0]
-    assert address.get("NetworkInterfaceId") == old_eni, "the old NAT must keep its Elastic IP"
-    # The refresh goes on: the next new NAT boots unsabotaged, takes over, and only then the old one goes.
-    controller = lab.controller
-    with contextlib.ExitStack() as traffic:
-        stream = traffic.enter_context(lab.vpc.udp_stream(zone.private_subnet_id, rate=100)) if lab.vpc else None
-        wait_until(lambda: not controller.refreshing(zone.asg_name), what="the refresh", timeout=lab.settings.sla)
-        new = lab.wait_until_serving(ZONE, timeout=lab.settings.sla)
-        if lab.vpc is not None and stream is not None:
-            assert lab.vpc.whoami(zone.private_subnet_id), "no egress through the refreshed NAT"
-            stream.stop()
-    if stream is not None:
-        gaps = [g for g in stream.result.gaps() if g.end != float("inf")]
-        lost = sum(g.lost for g in gaps)
-        outage = max((g.end for g in gaps), default=0.0) - min((g.start for g in gaps), default=0.0)
-        print(f"instance refresh: {lost} datagrams lost, data-plane outage {outage:.3f} s")
-        assert outage <= lab.settings.sla, f"refresh outage {outage:.1f} s exceeds the SLA"
-    assert new != old
-    address = lab.ec2.describe_addresses(AllocationIds=[zone.eip_allocation_id])["Addresses"][0]
-    assert address.get("NetworkInterfaceId") == lab.primary_eni(new)
 
 
 BROKEN_STEPS = {

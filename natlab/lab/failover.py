@@ -28,15 +28,19 @@ from natlab.waiting import wait_until
 logger = logging.getLogger(__name__)
 
 FAULTS = ("terminate", "stop", "impair")
-#: After the replacement's boot script has exited, how long the route may still take to move.
-SETTLE_AFTER_BOOT = 3.0
-#: How long egress may take to work again once the route moved (router sync, ARP, conntrack).
-EGRESS_RECOVERY = 5.0
+#: After the replacement's boot script has exited, how long the route may still take to move (the
+#: script moves it and completes the launch before it exits: this is only the emulator's lag).
+SETTLE_AFTER_BOOT = 1.5
+#: How long egress may take to work again once the route moved and the replacement is InService
+#: (router sync within 50 ms while watched, ARP, conntrack).
+EGRESS_RECOVERY = 3.0
 #: Once egress works again, how long an established flow's retransmission may take to meet the new
 #: NAT (Linux doubles its retransmission timeout from 200 ms: a 3 s outage puts the next one ~3 s out).
 TCP_SETTLE = 8.0
-#: How often the scenario looks at the emulator while it waits.
+#: How often the scenario looks at the emulator while it waits (the route's switch time is one of its figures).
 POLL = 0.05
+#: How often it reads the group's members while waiting for the routes to move (for a boot that never moves them).
+GROUP_POLL = 0.25
 
 
 @dataclass
@@ -153,11 +157,19 @@ class _SwitchWatch:
         self.result = result
         self.boot_exited_at: float | None = None
         self._enis: dict[str, str] = {}  # an instance's primary ENI never changes: one lookup each
+        self._targets: dict[str, str | None] | None = None
+        self._states: dict[str, str] = {}
+        self._states_at = 0.0
 
     def __call__(self) -> str | None:
         lab, result = self.lab, self.result
         targets = lab.route_targets(result.zone)
-        for instance in lab.in_service(result.zone) or list(lab.group_instances(result.zone)):
+        # The group's members are read again when the routes change, else at most every GROUP_POLL.
+        if targets != self._targets or time.monotonic() - self._states_at > GROUP_POLL:
+            self._targets, self._states = targets, lab.group_instances(result.zone)
+            self._states_at = time.monotonic()
+        states = self._states
+        for instance in [i for i, state in states.items() if state == "InService"] or list(states):
             if instance == result.old_instance:
                 continue
             eni = self._enis.get(instance) or self._enis.setdefault(instance, lab.primary_eni(instance))

@@ -1,12 +1,9 @@
 """A Terraform working directory for one harness fixture: init, apply, plan, output, destroy.
 
-Commands run through tftest 1.8.8 (maintained, works with Terraform >= 1). It replaces
-python-terraform 0.10.1, whose last release is from 2019 and which is broken on Terraform >= 1:
-apply fails with "error asking for approval: EOF", destroy passes the removed ``-force`` flag,
-``output(name)`` raises TypeError. Two tftest quirks are avoided on purpose: ``setup()`` is never
-called (its ``cleanup_on_exit`` deletes the state on garbage collection even when destroy never
-ran), and ``output(name)`` is never called (it puts the name before the flags): the whole output
-dict is read instead.
+Commands run through tftest 1.8.8 (python-terraform 0.10.1 is broken on Terraform >= 1). Two
+tftest quirks are avoided: ``setup()`` is never called (its ``cleanup_on_exit`` deletes the state
+on garbage collection even when destroy never ran), nor ``output(name)`` (it puts the name before
+the flags): the whole output dict is read instead.
 
 The fixture is copied to ``<repo>/.build/tf/<fixture>-<token>/``, a folder as deep below the repo
 root as ``harness/fixtures/<fixture>/``, so its ``source = "../../.."`` still reaches the module.
@@ -135,9 +132,13 @@ class ProviderProcess(Resource):
         self._lines: list[str] = []
 
     def start(self) -> Self:
+        argv = [str(self.binary), "-debug"]
+        setpriv = shutil.which("setpriv")
+        if setpriv:  # in its own session (below), it must still not outlive a harness that is killed
+            argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
         with open(self.log_path, "w") as log:
             self._proc = subprocess.Popen(
-                [str(self.binary), "-debug"],
+                argv,
                 env=self.env,
                 stdout=subprocess.PIPE,
                 stderr=log,
