@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import shutil
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -202,44 +201,6 @@ def test_aws_sweep_deletes_what_carries_the_run_id_and_nothing_else(aws: MotoBac
 
 
 # --- Terraform against the backend ---------------------------------------------------------------
-
-TRIVIAL_FIXTURE = """
-variable "region" { type = string }
-variable "endpoint_url" { type = string }
-provider "aws" {
-  region                      = var.region
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
-  skip_metadata_api_check     = true
-  endpoints {
-    ec2 = var.endpoint_url
-    sts = var.endpoint_url
-  }
-}
-resource "aws_vpc" "this" { cidr_block = "10.1.0.0/16" }
-output "vpc_id" { value = aws_vpc.this.id }
-"""
-
-
-@pytest.mark.terraform
-def test_terraform_workdir_applies_plans_empty_and_destroys_against_moto(aws: MotoBackend, tmp_path: Path) -> None:
-    if shutil.which("terraform") is None:
-        pytest.skip("Terraform CLI not found on PATH; install Terraform >= 1.9")
-    fixture = tmp_path / "trivial"
-    fixture.mkdir()
-    (fixture / "main.tf").write_text(TRIVIAL_FIXTURE)
-    with TerraformWorkdir(fixture, tf_vars=aws.tf_vars(), env=aws.env(), shared_provider=True) as workdir:
-        workdir.apply()
-        vpc_id = workdir.outputs()["vpc_id"]
-        assert aws.client("ec2").describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["CidrBlock"] == "10.1.0.0/16"
-        assert not workdir.has_changes(), "a second plan after apply must be empty"
-        provider = workdir.provider_pid
-        assert provider is not None, "the commands did not share one provider process"
-    assert not workdir.workdir.exists()
-    assert not Path(f"/proc/{provider}").exists(), "the shared provider process outlived the workdir"
-    assert vpc_id not in [v["VpcId"] for v in aws.client("ec2").describe_vpcs()["Vpcs"]]
-    assert set(workdir.timings) >= {"init", "apply", "plan", "destroy"}
 
 
 def test_missing_terraform_cli_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ the last one destroys it and checks the emulator holds nothing of the module any
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from natlab.lab import first_run
@@ -155,3 +157,10 @@ def test_destroy_removes_everything_the_module_created(one_zone_lab: Lab):
         "addresses": lab.ec2.describe_addresses()["Addresses"],
     }
     assert {kind: found for kind, found in left.items() if found} == {}
+    # The lab's Terraform commands shared one provider process, which ends with the workdir.
+    workdir, provider = lab.terraform, lab.terraform.provider_pid
+    assert provider is not None, "the lab's Terraform commands did not share one provider process"
+    assert set(workdir.timings) >= {"init", "apply", "destroy"}
+    workdir.close()
+    assert not workdir.workdir.exists()
+    assert not Path(f"/proc/{provider}").exists(), "the shared provider process outlived the workdir"
