@@ -17,14 +17,16 @@ from natlab.report.page import TEMPLATES, render_html
 from natlab.report.projection import (
     FAULTS,
     LABEL,
+    PATHS,
     Assumptions,
     ScriptMeasurement,
     project,
     project_all,
+    project_paths,
 )
 from natlab.report.summary import Scenario, key_durations
 from natlab.report.svg import STEP_COLOURS, render_svg, step_colours
-from natlab.report.table import render_table
+from natlab.report.table import render_projection, render_table
 from natlab.report.timeline import Timeline, format_wall
 
 T0_WALL = 1795816200.0  # a fixed UTC instant; the fake monotonic clock starts at 1000
@@ -320,7 +322,7 @@ def test_projection_flags_an_sla_breach_when_the_inputs_exceed_it() -> None:
     assert slow.breaches_sla and slow.verdict == "breaches SLA"
     tight = project("terminate", measured(), Assumptions(sla_seconds=60.0))
     assert not tight.breaches_sla and tight.verdict == "may breach SLA"
-    assert project("terminate", measured(), Assumptions(nftables_present=True)).verdict == "within SLA"
+    assert project("terminate", measured(), Assumptions(sla_seconds=150.0), path="warm-pool").verdict == "within SLA"
 
 
 def test_status_check_detection_is_the_groups_own_health_check() -> None:
@@ -340,6 +342,41 @@ def test_measurement_comes_from_the_replacement_boot(failover: Timeline) -> None
     m = ScriptMeasurement.from_timeline(failover)
     assert m.steps["routes"] == pytest.approx(1.6, abs=1e-3)
     assert m.aws_calls == 2  # source-dest-check, routes (lifecycle too quick; facts makes none)
+
+
+def test_each_path_models_how_its_replacement_comes_to_serve() -> None:
+    cold, baked, warm = project_paths("terminate", measured())
+    assert [p.path for p in (cold, baked, warm)] == list(PATHS)
+    what = {p.path: [f.what for ph in p.phases for f in ph.figures] for p in (cold, baked, warm)}
+    assert any("dnf install" in w for w in what["cold-default"])
+    assert not any("dnf install" in w for w in what["cold-baked"] + what["warm-pool"])
+    assert any("warm instance" in w for w in what["warm-pool"]) and any("systemd unit" in w for w in what["warm-pool"])
+    assert not any("user data" in w for w in what["warm-pool"])
+    assert warm.high < baked.high < cold.high
+
+
+def test_modelled_lab_steps_are_replaced_by_their_figure() -> None:
+    timeline = Timeline()
+    timeline.add_boot_log(
+        "i-1",
+        "2026-11-29T10:00:00.000Z nat-boot: step=install start\n"
+        "2026-11-29T10:00:00.300Z nat-boot: step=install done\n"
+        "2026-11-29T10:00:00.300Z nat-boot: step=routes start\n"
+        "2026-11-29T10:00:00.400Z nat-boot: step=routes done\n",
+    )
+    m = ScriptMeasurement.from_timeline(timeline, instance_id="i-1")
+    assert set(m.steps) == {"routes"}
+
+
+def test_the_projection_is_shown_next_to_the_published_times_it_competes_with() -> None:
+    text = render_projection(project_all(measured(), path="warm-pool"))
+    assert PATHS["warm-pool"] in text
+    assert "seed script (2015 blog post) ~3 min" in text and "fck-nat in HA mode ~5 min" in text
+
+
+def test_unknown_path_is_rejected() -> None:
+    with pytest.raises(ValueError, match="path must be one of cold-default, cold-baked, warm-pool"):
+        project("terminate", measured(), path="hot")
 
 
 def test_unknown_fault_is_rejected() -> None:
