@@ -20,6 +20,8 @@ from natlab.cloud.backend import (
     MotoBackend,
     make_backend,
 )
+from natlab.lab import preflight
+from natlab.lab.settings import HarnessSettings
 from natlab.lab.terraform import TerraformError, TerraformWorkdir
 
 # --- moto ----------------------------------------------------------------------------------------
@@ -131,8 +133,9 @@ def test_localstack_serving_everything_is_accepted(aws: MotoBackend) -> None:
         assert backend.client("ec2").describe_vpcs()["Vpcs"] is not None
 
 
-def test_unreachable_localstack_names_a_connection_error() -> None:
-    with pytest.raises(BackendError, match="connection error"):
+def test_unreachable_localstack_is_named_once_with_what_to_do() -> None:
+    refused = r"nothing answers at http://127\.0\.0\.1:9 \(Connection refused\); start LocalStack there or fix the URL"
+    with pytest.raises(BackendError, match=refused):
         LocalStackBackend("http://127.0.0.1:9", services=["sts"]).start()
 
 
@@ -207,3 +210,11 @@ def test_missing_terraform_cli_is_named(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TerraformError, match=r"Terraform CLI not found on PATH; install Terraform >= 1\.9"):
         TerraformWorkdir(tmp_path).start()
+
+
+def test_preflight_names_an_edge_without_auto_scaling_at_start_up(localstack_without_autoscaling: str) -> None:
+    settings = HarnessSettings(backend="localstack", endpoint_url=localstack_without_autoscaling)
+    problem = preflight.backend_problem(settings)
+    assert problem is not None
+    assert problem.startswith(f"--endpoint-url {localstack_without_autoscaling}: LocalStack at")
+    assert "does not serve autoscaling (HTTP 501" in problem

@@ -27,6 +27,7 @@ import pytest
 from natlab.cloud.backend import Backend, BackendError, MotoBackend
 from natlab.cloud.dataplane_lab import CloudLab, build_cloud
 from natlab.cloud.netns import PREFIX, RUN_ID, cleanup_all, cleanup_stale
+from natlab.lab import preflight
 from natlab.lab.failover import FailoverResult
 from natlab.lab.failover_report import report_failover
 from natlab.lab.lab import Lab
@@ -72,10 +73,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SETTINGS] = HarnessSettings.from_options(config)
     except SettingsError as error:  # before anything is created
         raise pytest.UsageError(str(error)) from None
+    if not hasattr(config, "workerinput"):  # once per run: xdist workers inherit the verdict
+        found = preflight.problems(config.stash[SETTINGS])
+        if found:
+            raise pytest.UsageError("\n".join(found))
     config.stash[PROGRESS] = _TerminalProgress(config)
     progress = logging.getLogger(PROGRESS_LOGGER)
     progress.addHandler(config.stash[PROGRESS])
     progress.setLevel(logging.INFO)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return preflight.namespaces_note()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
