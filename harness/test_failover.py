@@ -108,7 +108,7 @@ def without_step(line: str):
 
 
 @pytest.mark.parametrize("broken", BROKEN_STEPS)
-def test_failover_check_fails_for_a_broken_boot_script(one_zone_lab: Lab, broken: str):
+def test_failover_check_fails_for_a_broken_boot_script(one_zone_lab: Lab, record_fault, broken: str):
     lab = one_zone_lab
     if broken == "forgets-masquerade" and lab.vpc is None:
         pytest.skip(f"only real packets can tell a missing masquerade: {lab.dataplane_skip_reason}")
@@ -124,6 +124,7 @@ def test_failover_check_fails_for_a_broken_boot_script(one_zone_lab: Lab, broken
     for problem in expected:
         assert any(problem in found for found in result.problems), f"{problem!r} not reported:\n{result.summary()}"
     assert result.new_instance and lab.ran_sabotaged_user_data(result.new_instance), result.summary()
+    record_fault(f"boot script {broken}", f"the failover check reports it: {'; '.join(expected)}")
 
 
 def test_second_plan_is_empty_after_failover(one_zone_lab: Lab):
