@@ -75,6 +75,14 @@ def aws_cli_dir() -> Path:
     venv_bin = Path(sys.prefix) / "bin"
     if (venv_bin / "aws").exists():
         return venv_bin
+    # An interpreter that loads the harness venv's packages from outside it (the unprivileged run of
+    # harness/test_rootless.py): the `aws` beside the awscli package.
+    with contextlib.suppress(ImportError):
+        import awscli
+
+        package_bin = Path(awscli.__file__).resolve().parents[4] / "bin"
+        if (package_bin / "aws").exists():
+            return package_bin
     found = shutil.which("aws")
     if found is None:
         raise FileNotFoundError("no `aws` CLI: install awscli into the harness venv")
