@@ -22,7 +22,7 @@ from natlab.cloud.imds import InstanceIdentity
 from natlab.cloud.sandbox import InstanceSandbox
 from natlab.module.userdata import render
 
-pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
+needs_netns = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
 
 INSTALL = "dnf install -y --setopt=install_weak_deps=False nftables"
 BOOT_TIMEOUT = 60.0
@@ -59,6 +59,7 @@ rpm -q nftables >/dev/null; echo "rpm-nftables=$?"
 """
 
 
+@needs_netns
 @pytest.mark.parametrize(("profile", "has_nft"), [("al2023", False), ("baked", True)])
 def test_the_image_decides_which_packages_an_instance_has(
     aws: Any, lab: CloudLab, tmp_path: Path, profile: str, has_nft: bool
@@ -73,6 +74,7 @@ def test_the_image_decides_which_packages_an_instance_has(
     assert Path("/usr/sbin/nft").exists(), "the host keeps its nft"
 
 
+@needs_netns
 def test_what_dnf_installs_stays_on_the_instance_disk_across_a_stop_and_start(
     aws: Any, lab: CloudLab, tmp_path: Path
 ) -> None:
@@ -133,6 +135,7 @@ def _dnf_calls(box: InstanceSandbox) -> list[str]:
     return [call for call in box.shim_calls() if call.startswith("dnf ")]
 
 
+@needs_netns
 def test_boot_on_the_default_image_installs_nftables_once_with_swap_and_serves_the_zone(
     aws: Any, lab: CloudLab, vpc: EmulatedVpc, tmp_path: Path
 ) -> None:
@@ -159,6 +162,7 @@ def test_boot_on_the_default_image_installs_nftables_once_with_swap_and_serves_t
     assert "rpm -q nftables" in calls and "nftables-rpm=nftables-natlab" in box.boot_log()
 
 
+@needs_netns
 def test_boot_on_the_baked_image_runs_no_dnf(aws: Any, lab: CloudLab, vpc: EmulatedVpc, tmp_path: Path) -> None:
     box, egress = _boot_nat_b(aws, lab, vpc, Image("baked"), tmp_path)
     assert box.exit_code == 0, box.describe()
@@ -167,6 +171,7 @@ def test_boot_on_the_baked_image_runs_no_dnf(aws: Any, lab: CloudLab, vpc: Emula
     assert not any(call.startswith(("fallocate", "swapon")) for call in box.shim_calls())
 
 
+@needs_netns
 @pytest.mark.parametrize(
     ("fault", "reason"), [("fail", "exit status 1"), ("oom", "killed (SIGKILL: out of memory?)")], ids=["fail", "oom"]
 )
@@ -180,6 +185,7 @@ def test_a_dnf_install_that_fails_once_is_retried_and_the_nat_serves(
     assert egress == lab.public_ip[lab.nat_b], "a private host's traffic leaves through NAT B"
 
 
+@needs_netns
 @pytest.mark.parametrize(
     ("fault", "reason"), [("fail", "exit status 1"), ("hang", "timed out after 1.2 s")], ids=["fail", "hang"]
 )
@@ -196,3 +202,17 @@ def test_a_dnf_install_that_never_succeeds_fails_the_boot_before_any_route_moves
     assert install.notes[-1] == "giving up: nftables could not be installed", install
     assert "routes" not in box.step_times() and _route_target(lab) == lab.eni[lab.nat_a], "no route moved"
     assert f"swapoff {'/var/lib/nat-instance/install.swap'}" in box.shim_calls(), "the swap goes on failure too"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Image("ubuntu"), "image profile must be one of al2023, baked, got 'ubuntu'"),
+        (lambda: DnfModel("slow"), "dnf fault must be one of none, fail, hang, oom, got 'slow'"),
+        (lambda: DnfModel("fail", fault_attempts=-1), "dnf fault_attempts must be 0 .every call. or more, got -1"),
+        (lambda: Image(memory_mib=32), "image memory_mib must be at least 64, got 32"),
+    ],
+)
+def test_a_bad_image_is_refused_with_the_field_and_what_is_allowed(make: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
