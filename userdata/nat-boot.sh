@@ -26,8 +26,8 @@ readonly AWS_READ_TIMEOUT="${NAT_AWS_READ_TIMEOUT:-5}"
 # t4g.nano has 512 MiB: four at a time leave room for the system.
 readonly ROUTE_PARALLELISM="${NAT_ROUTE_PARALLELISM:-4}"
 # dnf install of nftables on images without it (standard AL2023). "Tens of seconds" on a nano with
-# cold EBS (estimate, no public figure): 120 s is four times that, and two attempts plus the boot
-# still end before the launch hook's default 300 s heartbeat abandons the instance.
+# cold EBS (estimate, no public figure): 120 s is four times that, and two attempts (each with its
+# 5 s kill grace) plus the pause and a ~30 s boot end before the launch hook's default 300 s heartbeat.
 readonly DNF_TIMEOUT="${NAT_DNF_TIMEOUT:-120}"
 readonly DNF_RETRY_PAUSE="${NAT_DNF_RETRY_PAUSE:-5}"
 # Below 1 GiB of memory (a t4g.nano has 512 MiB) dnf can be OOM-killed (cfn-cheapest-nat #14): a
@@ -189,6 +189,7 @@ install_needs_swap() {
   ((mem_kib < SMALL_MEMORY_KIB)) && [[ -z "$(awk 'NR > 1' /proc/swaps)" ]]
 }
 
+# A swap file for the install only (cfn-cheapest-nat #16: their dnf was OOM-killed on a nano).
 add_install_swap() {
   mkdir -p "$(dirname "${INSTALL_SWAP_FILE}")"
   fallocate --length "${INSTALL_SWAP_SIZE}" "${INSTALL_SWAP_FILE}"
@@ -227,7 +228,7 @@ install_nftables() {
   fi
   for attempt in 1 2; do
     status=0
-    timeout --kill-after=10 "${DNF_TIMEOUT}" dnf install -y --setopt=install_weak_deps=False nftables || status=$?
+    timeout --kill-after=5 "${DNF_TIMEOUT}" dnf install -y --setopt=install_weak_deps=False nftables || status=$?
     if ((status == 0)); then
       break
     fi
