@@ -250,6 +250,18 @@ def test_html_page_is_the_template_with_escaped_text_and_the_svg_inline(failover
     assert "route &lt;moved&gt;" in page
 
 
+def test_the_modelled_dnf_install_inside_masquerade_is_not_measured_script_work() -> None:
+    tl = new_timeline()
+    log = boot_log(1.0, [("identity", 0.2), ("masquerade", 0.5)])
+    inner = boot_log(1.3, [("install", 0.3)])  # inside masquerade (1.2 s to 1.7 s after t0)
+    lines = log.splitlines(keepends=True)
+    tl.add_boot_log("i-1", "".join([*lines[:3], inner, *lines[3:]]))
+    assert {e.name for e in tl.events()} >= {"step:install", "step:masquerade"}, "the report shows the install"
+    measured = ScriptMeasurement.from_timeline(tl)
+    assert "install" not in measured.steps
+    assert measured.total == pytest.approx(0.2 + 0.2, abs=0.01), measured.steps
+
+
 def test_step_colours_follow_the_order_of_the_boot_log() -> None:
     tl = new_timeline()
     tl.add_boot_log("i-1", boot_log(1.0, [("routes", 0.5), ("identity", 0.2), ("facts", 0.3)]))
@@ -353,19 +365,6 @@ def test_each_path_models_how_its_replacement_comes_to_serve() -> None:
     assert any("warm instance" in w for w in what["warm-pool"]) and any("systemd unit" in w for w in what["warm-pool"])
     assert not any("user data" in w for w in what["warm-pool"])
     assert warm.high < baked.high < cold.high
-
-
-def test_modelled_lab_steps_are_replaced_by_their_figure() -> None:
-    timeline = Timeline()
-    timeline.add_boot_log(
-        "i-1",
-        "2026-11-29T10:00:00.000Z nat-boot: step=install start\n"
-        "2026-11-29T10:00:00.300Z nat-boot: step=install done\n"
-        "2026-11-29T10:00:00.300Z nat-boot: step=routes start\n"
-        "2026-11-29T10:00:00.400Z nat-boot: step=routes done\n",
-    )
-    m = ScriptMeasurement.from_timeline(timeline, instance_id="i-1")
-    assert set(m.steps) == {"routes"}
 
 
 def test_the_projection_is_shown_next_to_the_published_times_it_competes_with() -> None:
