@@ -43,6 +43,7 @@ from . import probes, tools
 from .internet import INTERNET_LINK_IP, ROUTER_IFNAME, Internet
 from .netns import NETNS_DIR, Namespace, NamespaceError, bridge, set_master, set_sysctl, veth_pair
 from .route_sync import RouterEvent, RouteSync, SubnetPort, Target, nft_ruleset, table_for_subnet
+from .vpc_filter import VpcFilter
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class EmulatedVpc(Resource):
         self.workloads: dict[str, Workload] = {}
         self.attachments: dict[str, Attachment] = {}  # by instance namespace name
         self.sync: RouteSync | None = None
+        self.filter: VpcFilter | None = None
         self.vpc_cidr = ""
         self._lock = threading.Lock()
         self._opened = False
@@ -165,6 +167,8 @@ class EmulatedVpc(Resource):
         set_sysctl(self.router, "net.ipv4.ip_forward", 1)
         self.internet.start()
         self._router_batch(["nft", "-f", "-"], nft_ruleset(ROUTER_IFNAME))
+        self.filter = VpcFilter(self.ec2, self.vpc_id, self.router)
+        self.filter.install()
         self._build_subnets(subnets)
         for subnet in subnets:
             if self._wants_workload(subnet, tables):
@@ -178,6 +182,7 @@ class EmulatedVpc(Resource):
             self.attached_ips,
             interval=self.poll_interval,
             on_event=self.on_event,
+            vpc_filter=self.filter,
         )
         self.sync.sync_once(full=True)
         self.sync.start()
