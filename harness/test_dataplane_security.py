@@ -19,6 +19,8 @@ import pytest
 from natlab.cloud import netns
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import PRIVATE_CIDR, CloudLab, add_private_subnet, nat_instance, serve_only
+from natlab.cloud.inbound_probes import SCAN_TCP_PORTS as TCP_PORTS
+from natlab.cloud.inbound_probes import SCAN_UDP_PORTS as UDP_PORTS
 from natlab.cloud.inbound_probes import Listeners, send_udp_from, try_tcp, try_udp
 from natlab.cloud.vpc_filter import LINK_LOCAL_COMMENT, SRC_CHECK_COMMENT
 from natlab.waiting import wait_until
@@ -29,9 +31,6 @@ pytestmark = [
 ]
 log = logging.getLogger(__name__)
 
-#: Ports a scan of a NAT would try first: remote shells, web, RDP, alternates, ephemeral ones.
-TCP_PORTS = (22, 80, 443, 3389, 8080, 9000, 32768, 49152, 60999, 65535)
-UDP_PORTS = (53, 123, 161, 500, 4500, 51820, 60999)
 UNSERVED_CIDR = "10.0.2.0/24"
 PROBE_TIMEOUT = 0.7
 

@@ -30,6 +30,10 @@ from natlab.resource import Resource
 from .netns import call_in_netns
 
 NetnsPath = str | os.PathLike[str]
+#: Ports a scan of a NAT would try first: remote shells, web, RDP, alternates, ephemeral ones.
+SCAN_TCP_PORTS = (22, 80, 443, 3389, 8080, 9000, 32768, 49152, 60999, 65535)
+#: DNS, NTP, SNMP, IKE/IPsec NAT-T, WireGuard, an ephemeral one.
+SCAN_UDP_PORTS = (53, 123, 161, 500, 4500, 51820, 60999)
 PROBE_PAYLOAD = b"natlab inbound probe\n"
 
 
@@ -180,4 +184,4 @@ def send_udp_from(netns: NetnsPath, source: str, host: str, port: int, payload: 
         sock.close()
 
 
-__all__ = ["Listeners", "send_udp_from", "try_tcp", "try_udp"]
+__all__ = ["SCAN_TCP_PORTS", "SCAN_UDP_PORTS", "Listeners", "send_udp_from", "try_tcp", "try_udp"]
