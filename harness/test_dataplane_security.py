@@ -212,3 +212,23 @@ def test_source_dest_check_drops_packets_from_the_eni_with_a_foreign_source(lab:
         lab.route_private_to(lab.nat_a, create=True)
         vpc.wait_for_event(rf"0\.0\.0\.0/0 → {eni}")
         assert vpc.whoami() == lab.public_ip[lab.nat_a]
+
+
+def test_the_probe_sees_a_port_forward_on_the_nat(lab: CloudLab, vpc: EmulatedVpc) -> None:
+    """The sweep's negative results mean something: a NAT that forwards a port is caught by it."""
+    lab.route_private_to(lab.nat_a, create=True)
+    _open_to_the_internet(lab)
+    workload = vpc.workload()
+    with nat_instance(vpc, lab, lab.nat_a) as nat, Listeners(workload.netns, TCP_PORTS, UDP_PORTS) as listeners:
+        nat.run(
+            ["nft", "-f", "-"],
+            input=(
+                "table ip portforward {\n chain prerouting {\n"
+                "  type nat hook prerouting priority dstnat; policy accept;\n"
+                f'  iifname "ens5" tcp dport 8080 dnat to {workload.ip}\n }}\n}}\n'
+            ).encode(),
+        )
+        vpc.wait_for_event(rf"filter {lab.eni[lab.nat_a]} .*source/dest check off.*all from 0\.0\.0\.0/0")
+        tcp = try_tcp(vpc.internet.ns.path, lab.public_ip[lab.nat_a], TCP_PORTS, PROBE_TIMEOUT)
+        reached = listeners.reached()
+    assert tcp[8080] == "connected" and list(reached) == ["tcp 8080"], (tcp, reached)
