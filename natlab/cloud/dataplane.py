@@ -10,7 +10,10 @@
 - an internet namespace linked only to the router (see ``internet.py``: servers on 203.0.113.10);
 - a workload namespace per private subnet (``.10``, default via ``.1``), from which ``probes.py``
   sends traffic;
-- instance namespaces are the sandbox's: ``attach()`` plugs one into its subnet's bridge.
+- instance namespaces are the sandbox's: ``attach()`` plugs one into its subnet's bridge;
+- in the router, what EC2 filters besides routes (``vpc_filter.py``, followed by the same sync):
+  security groups (stateful, ingress and egress), the source half of the source/dest check,
+  link-local addresses.
 
 Why ``iif <bridge>`` and not ``from <subnet cidr> iif <bridge>``: an AWS route table applies to all
 traffic leaving the subnet, including what a NAT instance forwards with a foreign source address (a

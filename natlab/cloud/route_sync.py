@@ -17,6 +17,9 @@ How an AWS route target becomes a kernel route in the subnet's table:
   the route as ``blackhole``), and ``blackhole`` too while the ENI's source/dest check is still on
   (AWS delivers only traffic addressed to the instance itself to such an ENI);
 - anything else (NAT gateway, peering, transit gateway...): ``blackhole``, not emulated.
+
+With a ``VpcFilter`` (``vpc_filter.py``), each round also hands it the ENIs it read (security groups
+and the source half of the source/dest check), at no extra call.
 """
 
 from __future__ import annotations
