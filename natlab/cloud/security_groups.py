@@ -3,7 +3,8 @@
 Pure functions over the emulator's answers (``DescribeSecurityGroups``, ``DescribeNetworkInterfaces``);
 ``vpc_filter.py`` puts their output into the router's kernel.
 
-What is modelled, as EC2 documents it (AWS-NOTES.md, "Security groups"):
+What is modelled, as the VPC user guide's "Security group rules" page documents it
+(https://docs.aws.amazon.com/vpc/latest/userguide/security-group-rules.html):
 
 - rules only allow; traffic matching no rule of any of the ENI's groups is dropped;
 - a rule is a protocol (``-1`` all, ``tcp``, ``udp``, ``icmp`` or a protocol number), a port range

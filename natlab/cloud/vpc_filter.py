@@ -12,8 +12,10 @@ The table's ``forward`` chain, in order (``priority filter + 10``: after the IGW
    addresses stay on the instance. (In the lab each instance's IMDS emulator has 169.254.169.254
    on its own ``lo``: without this rule, a workload routed through a NAT would get the NAT's IMDS.)
 2. Source/dest check, source half: from an ENI whose check is on (matched by its MAC), a packet
-   whose source is not one of the ENI's own private addresses is dropped. (The destination half is
-   in ``route_sync.py``: routes to such an ENI black-hole.)
+   whose source is not one of the ENI's own private addresses is dropped ("the instance must be
+   the source or destination of any traffic it sends or receives", VPC user guide, NAT instances:
+   https://docs.aws.amazon.com/vpc/latest/userguide/VPC_NAT_Instance.html). The destination half is
+   in ``route_sync.py``: routes to such an ENI black-hole.
 3. Security groups are stateful: a packet in the reply direction of a connection the router let
    through (``ct direction reply``), or an ICMP error about one (``ct state related``), passes.
 4. Egress: a packet from an ENI (by MAC) must match one of its groups' egress rules.
