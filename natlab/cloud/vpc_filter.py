@@ -152,7 +152,10 @@ class VpcFilter:
     def install(self) -> None:
         """The table with no ENI yet (link-local drop from the start); conntrack liberal on TCP
         windows, so that only the rules, never a window check, drop a packet."""
-        set_sysctl(self.router, "net.netfilter.nf_conntrack_tcp_be_liberal", 1)
+        try:
+            set_sysctl(self.router, "net.netfilter.nf_conntrack_tcp_be_liberal", 1)
+        except OSError as error:  # a kernel without it: window checks may drop a stray packet
+            log.warning("conntrack TCP window checks stay on in %s: %s", self.router.name, error)
         self._apply(filter_ruleset({}, {}))
 
     def follow(self, enis: Mapping[str, Mapping[str, Any]]) -> list[str]:
