@@ -27,9 +27,10 @@ being routed, so it is neither filtered nor checked here (the lab's instances an
 different subnets, so every flow the scenarios test is routed). Network ACLs and IPv6 are not
 emulated. Hosts that are no ENI (the workload namespaces, the internet) have no groups.
 
-Conntrack is the router's (one table for all ENIs, where EC2 tracks per ENI): a flow that moves to
-another NAT instance keeps its tracked state in the router, so its replies still pass; its packets
-from the workload are judged by the new NAT's ingress rules only when they open a new connection.
+Conntrack is the router's (one table for all ENIs, where EC2 tracks per ENI), and only the reply
+direction passes on tracked state: every packet in a connection's original direction is judged by
+the rules. So a flow moved to another NAT instance is judged by the new NAT's group, as on EC2; but
+removing a rule cuts a flow it allowed at once, where EC2 lets a tracked flow go on.
 """
 
 from __future__ import annotations
