@@ -62,6 +62,7 @@ def test_nothing_gets_in_through_the_serving_nat(one_zone_lab: Lab, record_fault
         "serving NAT's Elastic IP; TCP to its private IP and 169.254.169.254 from the private subnet",
         "nothing reached a private host; the NAT answers no port (only the lab's IMDS and relay listen, on "
         "169.254.169.254 and 127.0.0.1)",
+        detail=" ".join(probe.summary().split()),
     )
 
 
