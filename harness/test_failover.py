@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from natlab.cloud.image import DnfModel
-from natlab.lab import first_run
+from natlab.lab import first_run, inbound
 from natlab.lab.failover import FAULTS, run_failover
 from natlab.lab.lab import Lab
 from natlab.module.userdata import render
@@ -46,6 +46,28 @@ def test_first_run_summary_records_what_only_a_real_account_can_answer(one_zone_
     assert run.missing_facts == [], page.read_text()
     assert [step.name for step in run.steps][-2:] == ["lifecycle", "facts"], page.read_text()
     assert run.alarm is not None and run.alarm["StateValue"], "the status-check alarm was not created"
+
+
+def test_nothing_gets_in_through_the_serving_nat(one_zone_lab: Lab, record_fault):
+    if one_zone_lab.vpc is None:
+        pytest.skip(f"data plane unavailable: {one_zone_lab.dataplane_skip_reason}")
+    probe = inbound.probe_nat(one_zone_lab, ZONE)
+    print(probe.summary())  # the ports tried and what each saw, for the closing note
+    assert probe.egress_address == probe.public_ip, f"the path under test must be live:\n{probe.summary()}"
+    assert probe.reached_workload == {}, probe.summary()
+    assert set(probe.from_internet_tcp.values()) | set(probe.from_internet_udp.values()) == {"no answer"}, (
+        f"the module's group lets nothing in from the internet:\n{probe.summary()}"
+    )
+    assert set(probe.from_workload_tcp.values()) == {"refused"}, f"nothing listens on the NAT:\n{probe.summary()}"
+    assert probe.from_workload_imds == {80: "no answer"}, f"the NAT's IMDS is its own:\n{probe.summary()}"
+    assert probe.exposed() == [] and probe.nat_listening, f"only the lab's artifacts listen:\n{probe.summary()}"
+    record_fault(
+        f"inbound TCP {list(inbound.SCAN_TCP_PORTS)} and UDP {list(inbound.SCAN_UDP_PORTS)} from the internet to the "
+        "serving NAT's Elastic IP; TCP to its private IP and 169.254.169.254 from the private subnet",
+        "nothing reached a private host; the NAT answers no port (only the lab's IMDS and relay listen, on "
+        "169.254.169.254 and 127.0.0.1)",
+        detail=" ".join(probe.summary().split()),
+    )
 
 
 def test_instance_ran_the_user_data_terraform_rendered_byte_for_byte(one_zone_lab: Lab):

@@ -10,7 +10,10 @@
 - an internet namespace linked only to the router (see ``internet.py``: servers on 203.0.113.10);
 - a workload namespace per private subnet (``.10``, default via ``.1``), from which ``probes.py``
   sends traffic;
-- instance namespaces are the sandbox's: ``attach()`` plugs one into its subnet's bridge.
+- instance namespaces are the sandbox's: ``attach()`` plugs one into its subnet's bridge;
+- in the router, what EC2 filters besides routes (``vpc_filter.py``, followed by the same sync):
+  security groups (stateful, ingress and egress), the source half of the source/dest check,
+  link-local addresses.
 
 Why ``iif <bridge>`` and not ``from <subnet cidr> iif <bridge>``: an AWS route table applies to all
 traffic leaving the subnet, including what a NAT instance forwards with a foreign source address (a
@@ -43,6 +46,7 @@ from . import probes, tools
 from .internet import INTERNET_LINK_IP, ROUTER_IFNAME, Internet
 from .netns import NETNS_DIR, Namespace, NamespaceError, bridge, set_master, set_sysctl, veth_pair
 from .route_sync import RouterEvent, RouteSync, SubnetPort, Target, nft_ruleset, table_for_subnet
+from .vpc_filter import VpcFilter
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +143,7 @@ class EmulatedVpc(Resource):
         self.workloads: dict[str, Workload] = {}
         self.attachments: dict[str, Attachment] = {}  # by instance namespace name
         self.sync: RouteSync | None = None
+        self.filter: VpcFilter | None = None
         self.vpc_cidr = ""
         self._lock = threading.Lock()
         self._opened = False
@@ -165,6 +170,8 @@ class EmulatedVpc(Resource):
         set_sysctl(self.router, "net.ipv4.ip_forward", 1)
         self.internet.start()
         self._router_batch(["nft", "-f", "-"], nft_ruleset(ROUTER_IFNAME))
+        self.filter = VpcFilter(self.ec2, self.vpc_id, self.router)
+        self.filter.install()
         self._build_subnets(subnets)
         for subnet in subnets:
             if self._wants_workload(subnet, tables):
@@ -178,6 +185,7 @@ class EmulatedVpc(Resource):
             self.attached_ips,
             interval=self.poll_interval,
             on_event=self.on_event,
+            vpc_filter=self.filter,
         )
         self.sync.sync_once(full=True)
         self.sync.start()

@@ -1,5 +1,8 @@
 """Test fixtures for the data plane: a moto VPC with two fake NAT instances.
 
+The NATs carry a security group like the module's (ingress from the VPC CIDR, egress anywhere):
+the emulated VPC enforces security groups, and moto's default group lets nothing in.
+
 Used by ``harness/test_dataplane_*.py`` and ``bench/nat_throughput.py``, against a
 :class:`natlab.cloud.backend.MotoBackend`: ``build_cloud(backend.client("ec2"))``.
 
@@ -38,6 +41,8 @@ class CloudLab:
     eni: dict[str, str]
     public_ip: dict[str, str]
     """Instance id -> the public IP the internet should see (A: an Elastic IP, B: an auto public IP)."""
+    nat_sg: str
+    """The NATs' security group: like the module's, ingress from the VPC CIDR only, egress anywhere."""
 
     def route_private_to(self, instance_id: str, *, create: bool = False) -> None:
         call = self.ec2.create_route if create else self.ec2.replace_route
@@ -58,8 +63,18 @@ def build_cloud(ec2: Any) -> CloudLab:
     ec2.associate_route_table(RouteTableId=public_rtb, SubnetId=public)
     private_rtb = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
     ec2.associate_route_table(RouteTableId=private_rtb, SubnetId=private)
+    nat_sg = ec2.create_security_group(GroupName="nat", Description="like the module's", VpcId=vpc)["GroupId"]
+    # The module's ingress rule: anything from the served CIDR blocks (by default the VPC's).
+    ec2.authorize_security_group_ingress(
+        GroupId=nat_sg, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": VPC_CIDR}]}]
+    )
     instances = ec2.run_instances(
-        ImageId="ami-12345678", MinCount=2, MaxCount=2, SubnetId=public, InstanceType="t3.micro"
+        ImageId="ami-12345678",
+        MinCount=2,
+        MaxCount=2,
+        SubnetId=public,
+        InstanceType="t3.micro",
+        SecurityGroupIds=[nat_sg],
     )["Instances"]
     nat_a, nat_b = (i["InstanceId"] for i in instances)
     eip = ec2.allocate_address(Domain="vpc")
@@ -68,7 +83,36 @@ def build_cloud(ec2: Any) -> CloudLab:
     eni = {e["Attachment"]["InstanceId"]: e["NetworkInterfaceId"] for e in enis}
     auto_ip = {e["Attachment"]["InstanceId"]: e["Association"]["PublicIp"] for e in enis}
     return CloudLab(
-        ec2, vpc, public, private, private_rtb, nat_a, nat_b, eni, {nat_a: eip["PublicIp"], nat_b: auto_ip[nat_b]}
+        ec2,
+        vpc,
+        public,
+        private,
+        private_rtb,
+        nat_a,
+        nat_b,
+        eni,
+        {nat_a: eip["PublicIp"], nat_b: auto_ip[nat_b]},
+        nat_sg,
+    )
+
+
+def add_private_subnet(lab: CloudLab, cidr: str, *, route_to: str | None = None) -> str:
+    """One more private subnet (before the ``EmulatedVpc`` is built: it reads the subnets once),
+    its default route to ``route_to``'s ENI when given; returns the subnet id."""
+    subnet = lab.ec2.create_subnet(VpcId=lab.vpc_id, CidrBlock=cidr)["Subnet"]["SubnetId"]
+    rtb = lab.ec2.create_route_table(VpcId=lab.vpc_id)["RouteTable"]["RouteTableId"]
+    lab.ec2.associate_route_table(RouteTableId=rtb, SubnetId=subnet)
+    if route_to is not None:
+        lab.ec2.create_route(RouteTableId=rtb, DestinationCidrBlock=DEFAULT_ROUTE, NetworkInterfaceId=lab.eni[route_to])
+    return subnet
+
+
+def serve_only(lab: CloudLab, cidrs: list[str]) -> None:
+    """Make the NATs' group what the module makes for ``served_cidrs = cidrs``: ingress from those only."""
+    group = lab.ec2.describe_security_groups(GroupIds=[lab.nat_sg])["SecurityGroups"][0]
+    lab.ec2.revoke_security_group_ingress(GroupId=lab.nat_sg, IpPermissions=group["IpPermissions"])
+    lab.ec2.authorize_security_group_ingress(
+        GroupId=lab.nat_sg, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": c} for c in cidrs]}]
     )
 
 

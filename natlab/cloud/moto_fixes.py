@@ -29,6 +29,8 @@ from moto.ec2.models import instances as ec2_instances
 from moto.ec2.models import launch_templates, route_tables
 from moto.ec2.utils import parse_user_data
 
+from .moto_fix_groups import fix_launch_template_interface_groups
+
 logger = logging.getLogger(__name__)
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
@@ -350,6 +352,7 @@ FIXES: dict[str, Callable[[], None]] = {
     "lifecycle_hooks": fix_lifecycle_hooks,
     "block_device_size_from_image": fix_block_device_size_from_image,
     "group_parameters": fix_group_parameters,
+    "launch_template_interface_groups": lambda: fix_launch_template_interface_groups(_patch),
 }
 
 

@@ -17,6 +17,9 @@ How an AWS route target becomes a kernel route in the subnet's table:
   the route as ``blackhole``), and ``blackhole`` too while the ENI's source/dest check is still on
   (AWS delivers only traffic addressed to the instance itself to such an ENI);
 - anything else (NAT gateway, peering, transit gateway...): ``blackhole``, not emulated.
+
+With a ``VpcFilter`` (``vpc_filter.py``), each round also hands it the ENIs it read (security groups
+and the source half of the source/dest check), at no extra call.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from natlab.resource import Resource
 
 from . import tools
 from .netns import Namespace
+from .vpc_filter import VpcFilter
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ class RouterEvent:
     """``time.time()`` when the change was in the kernel."""
     mono: float
     """``time.monotonic()`` at the same moment (compare with probe timestamps)."""
-    kind: Literal["route", "nat", "error"]
+    kind: Literal["route", "nat", "filter", "error"]
     text: str
 
     def __str__(self) -> str:
@@ -228,21 +232,19 @@ def igw_nat(view: CloudView) -> dict[str, str]:
 def nft_ruleset(igw_dev: str) -> str:
     """The router's nftables table: the IGW's 1:1 NAT, driven by two maps and a set kept by ``RouteSync``.
 
-    Stateless, as on AWS: the VPC router and the internet gateway keep no connection state, and the
-    gateway rewrites addresses one to one (never ports). A flow that moves to another NAT instance
-    carrying the same Elastic IP therefore leaves with the same public address and port.
+    Stateless, as on AWS: the gateway rewrites addresses one to one (never ports), with no
+    connection state. A flow that moves to another NAT instance carrying the same Elastic IP
+    therefore leaves with the same public address and port. (The router's conntrack serves only
+    the security groups, ``vpc_filter.py``; the inbound rewrite runs before it, at ``raw``
+    priority, so that it tracks the private address a reply is delivered to.)
     """
     return f"""
 table ip {NFT_TABLE} {{
     map igw_in {{ type ipv4_addr : ipv4_addr; }}
     map igw_out {{ type ipv4_addr : ipv4_addr; }}
     set igw_private {{ type ipv4_addr; }}
-    chain stateless {{
-        type filter hook prerouting priority raw; policy accept;
-        notrack
-    }}
     chain igw_rewrite_in {{
-        type filter hook prerouting priority mangle; policy accept;
+        type filter hook prerouting priority raw; policy accept;
         iifname "{igw_dev}" ip daddr set ip daddr map @igw_in
     }}
     chain igw_filter {{
@@ -307,7 +309,9 @@ class RouteSync(Resource):
         interval: float = 0.02,
         resource_interval: float = 0.1,
         on_event: Callable[[RouterEvent], None] | None = None,
+        vpc_filter: VpcFilter | None = None,
     ) -> None:
+        self.vpc_filter = vpc_filter
         self.ec2 = ec2
         self.vpc_id = vpc_id
         self.router = router
@@ -394,6 +398,8 @@ class RouteSync(Resource):
             self.stats.fetch.append(time.perf_counter() - start)
             start = time.perf_counter()
             events = self._apply_routes(routes) + self._apply_nat(nat)
+            if self.vpc_filter is not None:
+                events += [self._record("filter", text) for text in self.vpc_filter.follow(self._view.enis)]
             if events:
                 self.stats.apply.append(time.perf_counter() - start)
             return events
@@ -454,7 +460,7 @@ class RouteSync(Resource):
                 f"{what} batch failed ({proc.returncode}): {proc.stderr.strip()} for: {'; '.join(lines)}"
             )
 
-    def _record(self, kind: Literal["route", "nat", "error"], text: str) -> RouterEvent:
+    def _record(self, kind: Literal["route", "nat", "filter", "error"], text: str) -> RouterEvent:
         event = RouterEvent(time.time(), time.monotonic(), kind, text)
         self.events.append(event)
         log.info("%s", event)
