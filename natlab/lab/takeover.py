@@ -67,6 +67,8 @@ class TakeoverRun:
     """Boot start -> last route at the instance's ENI (None: not every route moved)."""
     tables_switched: int
     api_calls: tuple[str, ...]
+    api_call_offsets_s: tuple[float, ...]
+    """When each of ``api_calls`` had been sent, in seconds from boot start."""
     processes: tuple[str, ...]
     """One ``"<program> <args>"`` per ``aws``/``curl`` started."""
     source_dest_check: bool
@@ -142,7 +144,7 @@ class TakeoverLab(Resource):
             switched_at = _wait_for_routes(box, scene, identity.interface_id, timeout)
             exit_code = box.wait(timeout=timeout)
             started = box.started_at or 0.0
-            api_calls = tuple(r.action for r in box.relay.requests) if box.relay else ()
+            requests = box.relay.requests if box.relay else []
             imds = tuple(f"{r.method} {r.path} {r.status}" for r in box.imds_requests)
             console = box.console_log()
         eni = ec2.describe_network_interfaces(NetworkInterfaceIds=[identity.interface_id])["NetworkInterfaces"][0]
@@ -153,7 +155,8 @@ class TakeoverLab(Resource):
             exit_code=exit_code,
             switched_s=None if switched_at is None else round(switched_at - started, 4),
             tables_switched=_tables_at(scene, identity.interface_id),
-            api_calls=api_calls,
+            api_calls=tuple(r.action for r in requests),
+            api_call_offsets_s=tuple(round(r.time - started, 4) for r in requests),
             processes=processes,
             source_dest_check=bool(eni["SourceDestCheck"]),
             imds_requests=imds,
