@@ -178,7 +178,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10, help="boots per script and table count (default 10)")
     parser.add_argument("--tables", default="1,8", help="route table counts, comma-separated (default 1,8)")
+    parser.add_argument("--report-only", action="store_true", help=f"rewrite {REPORT.name} from the saved results")
     args = parser.parse_args()
+    if args.report_only:
+        write_report(json.loads(RESULTS.read_text()))
+        return 0
     if not 1 <= args.runs <= 50:
         parser.error("--runs must be between 1 and 50")
     try:
