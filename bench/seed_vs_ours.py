@@ -107,6 +107,19 @@ def as_published(lab: TakeoverLab) -> dict[str, Any]:
     }
 
 
+def set_up_before_user_data(lab: TakeoverLab, runs: int = 5) -> dict[str, float]:
+    """Boot process start -> the user data's first command (mounts, host name): in every figure alike."""
+
+    def print_time(scene: Scene) -> str:
+        return '#!/bin/bash\necho "$EPOCHREALTIME"\n'
+
+    offsets = []
+    for _ in range(runs):
+        run = lab.run(print_time, script="clock", tables=1)
+        offsets.append(float(run.console.split()[0]) - run.started_at)
+    return median_spread(offsets)
+
+
 def machine() -> str:
     model = next(
         (
@@ -144,15 +157,19 @@ def report_rows(result: dict[str, Any]) -> list[str]:
             cells = []
             for script in SCRIPTS:
                 figure = result["summary"][script][str(tables)][key]
-                cells.append(f"{figure['median']:.3g} ({figure['min']:.3g} to {figure['max']:.3g})")
+                cells.append(_spread(figure))
             note = ""
             if key == "switched_s":
                 paired = result["paired_time_ratios"][str(tables)]
-                note = f"; paired by round {paired['median']:.3g} ({paired['min']:.3g} to {paired['max']:.3g})"
+                note = f"; paired by round {_spread(paired)}"
                 if goal is not None:
                     note += f"; goal <= {goal}: {'met' if ratio[key] <= goal else 'not met'}"
             rows.append(f"| {tables} | {name} | {cells[0]} | {cells[1]} | {ratio[key]:.3g}{note} |")
     return rows
+
+
+def _spread(figure: dict[str, float]) -> str:
+    return f"{figure['median']:.3g} ({figure['min']:.3g} to {figure['max']:.3g})"
 
 
 def write_report(result: dict[str, Any]) -> None:
@@ -170,6 +187,7 @@ def write_report(result: dict[str, Any]) -> None:
             published_errors="\n".join(f"    {e}" for e in published["errors"]) or "    (none)",
             published_switched=published["tables_switched"],
             published_exit=published["exit_code"],
+            set_up=_spread(result["set_up_before_user_data_s"]),
         )
     )
 
@@ -200,6 +218,7 @@ def main() -> int:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s: {str(t): [] for t in table_counts} for s in SCRIPTS}
     with TakeoverLab() as lab:
         published = as_published(lab)
+        set_up = set_up_before_user_data(lab)
         for number in range(1, args.runs + 1):
             for tables in table_counts:
                 for script in SCRIPTS:
@@ -226,6 +245,7 @@ def main() -> int:
         "paired_time_ratios": {},
         "summary": summary,
         "seed_as_published": published,
+        "set_up_before_user_data_s": set_up,
         "runs": runs,
     }
     result["ratios"] = {str(t): ratios(summary, t) for t in table_counts}

@@ -63,6 +63,8 @@ class TakeoverRun:
     script: str
     tables: int
     exit_code: int
+    started_at: float
+    """``time.time()`` when the sandbox started the boot process (the zero of the offsets below)."""
     switched_s: float | None
     """Boot start -> last route at the instance's ENI (None: not every route moved)."""
     tables_switched: int
@@ -153,6 +155,7 @@ class TakeoverLab(Resource):
             script=script,
             tables=tables,
             exit_code=exit_code,
+            started_at=started,
             switched_s=None if switched_at is None else round(switched_at - started, 4),
             tables_switched=_tables_at(scene, identity.interface_id),
             api_calls=tuple(r.action for r in requests),
