@@ -187,7 +187,9 @@ def write_report(result: dict[str, Any]) -> None:
             published_errors="\n".join(f"    {e}" for e in published["errors"]) or "    (none)",
             published_switched=published["tables_switched"],
             published_exit=published["exit_code"],
-            set_up=_spread(result["set_up_before_user_data_s"]),
+            set_up=_spread(result["set_up_before_user_data_s"])
+            if "set_up_before_user_data_s" in result
+            else "(not measured)",
         )
     )
 
