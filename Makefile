@@ -48,6 +48,7 @@ harness:
 docs: bootstrap ## Regenerates the README's inputs/outputs tables.
 	$(ENV) python -m natlab.module.readme_tables --write
 
-bench: bootstrap ## Throughput and failover-outage benchmarks (root: network namespaces).
+bench: bootstrap ## Throughput, failover-outage and seed-vs-ours benchmarks (root: network namespaces).
 	$(ENV) python bench/nat_throughput.py --repeat 3
 	$(ENV) python bench/failover_outage.py --runs 5
+	$(ENV) python bench/seed_vs_ours.py --runs 10

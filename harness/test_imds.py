@@ -115,3 +115,18 @@ def test_requests_are_recorded_with_status(served: tuple[Namespace, ImdsServer])
     last = imds.requests[before:]
     assert [(r.method, r.path, r.status) for r in last] == [("GET", "/latest/meta-data/instance-id", 401)]
     assert last[0].time > 0
+
+
+def test_a_token_less_get_is_answered_only_when_imdsv1_is_allowed(served: tuple[Namespace, ImdsServer]) -> None:
+    ns, default = served
+    assert default.allow_v1 is False
+    assert curl(ns, f"{BASE}/meta-data/instance-id")[0] == 401
+    with Namespace("t-imds-v1") as v1_ns, ImdsServer(v1_ns, IDENTITY, allow_v1=True):
+        assert curl(v1_ns, f"{BASE}/meta-data/instance-id") == (200, IDENTITY.instance_id)
+        # v1 allowed does not make a forged token valid: EC2 answers 401 to a bad token either way
+        forged = curl(v1_ns, "-H", "X-aws-ec2-metadata-token: forged", f"{BASE}/meta-data/instance-id")
+        assert forged[0] == 401
+        assert curl(v1_ns, "-H", f"X-aws-ec2-metadata-token: {token(v1_ns)}", f"{BASE}/meta-data/mac") == (
+            200,
+            IDENTITY.mac,
+        )

@@ -316,3 +316,46 @@ def test_taking_one_fix_away_leaves_a_fix_wrapping_the_same_method_in_place(aws:
         pass
     make_group(aws, grace_period=0)
     assert _grace_period(aws, "nat-a") == 0
+
+
+# --- e) DescribeNetworkInterfaces filtered on attachment.device-index ---------------------------
+
+
+def _enis_by_device_index(aws: MotoBackend, index: str) -> tuple[list[str], dict[str, str]]:
+    """(ENI ids of one instance at device ``index``, {"primary": id, "secondary": id})."""
+    ec2 = aws.client("ec2", retries={"max_attempts": 1})
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    instance = ec2.run_instances(ImageId="ami-03c3da4cfa8e8943a", MinCount=1, MaxCount=1, SubnetId=subnet)
+    instance_id = instance["Instances"][0]["InstanceId"]
+    primary = instance["Instances"][0]["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    secondary = ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
+    ec2.attach_network_interface(NetworkInterfaceId=secondary, InstanceId=instance_id, DeviceIndex=1)
+    ec2.create_network_interface(SubnetId=subnet)  # detached: matches no device index
+    found = ec2.describe_network_interfaces(
+        Filters=[
+            {"Name": "attachment.instance-id", "Values": [instance_id]},
+            {"Name": "attachment.device-index", "Values": [index]},
+        ]
+    )["NetworkInterfaces"]
+    return [eni["NetworkInterfaceId"] for eni in found], {"primary": primary, "secondary": secondary}
+
+
+@pytest.mark.parametrize(("index", "expected"), [("0", "primary"), ("1", "secondary")])
+def test_network_interfaces_can_be_filtered_on_device_index(aws: MotoBackend, index: str, expected: str) -> None:
+    found, enis = _enis_by_device_index(aws, index)
+    assert found == [enis[expected]]
+
+
+def test_device_index_filter_matches_no_detached_interface(aws: MotoBackend) -> None:
+    ec2 = aws.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    ec2.create_network_interface(SubnetId=subnet)
+    found = ec2.describe_network_interfaces(Filters=[{"Name": "attachment.device-index", "Values": ["0"]}])
+    assert found["NetworkInterfaces"] == []
+
+
+def test_plain_moto_still_lacks_the_device_index_filter(aws: MotoBackend) -> None:
+    with moto_fixes.without("network_interface_device_index_filter"), pytest.raises(MOTO_SERVER_ERROR):
+        _enis_by_device_index(aws, "0")

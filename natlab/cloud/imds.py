@@ -2,7 +2,10 @@
 
 Like AWS: ``PUT /latest/api/token`` with ``X-aws-ec2-metadata-token-ttl-seconds`` (1-21600) returns
 a token; every ``GET`` needs a valid ``X-aws-ec2-metadata-token`` (else 401); unknown paths 404;
-directories list their children (sub-directories with a trailing ``/``). The server listens on
+directories list their children (sub-directories with a trailing ``/``). With ``allow_v1`` (the
+launch template's ``HttpTokens=optional``; off by default, as the module requires IMDSv2) a GET
+without any token header is answered too (IMDSv1); a GET with a wrong token is still 401, as on
+EC2. The server listens on
 ``169.254.169.254:80`` on the namespace's ``lo`` (the address is added there), through a socket
 created by a thread that ``setns()``-ed into the namespace; the server threads stay on the host.
 """
@@ -159,7 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, token, {TTL_HEADER: str(ttl)})
 
     def do_GET(self) -> None:
-        if not self.server.token_valid(self.headers.get(TOKEN_HEADER)):
+        token = self.headers.get(TOKEN_HEADER)
+        v1_request = token is None and self.server.allow_v1
+        if not v1_request and not self.server.token_valid(token):
             self._reply(401, "Unauthorized")
             return
         status, body = self.server.lookup(self.path.split("?", 1)[0])
@@ -177,7 +182,12 @@ class _ImdsHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, identity: InstanceIdentity, sock: Any, requests: list[ImdsRequest], lock: threading.Lock
+        self,
+        identity: InstanceIdentity,
+        sock: Any,
+        requests: list[ImdsRequest],
+        lock: threading.Lock,
+        allow_v1: bool = False,
     ) -> None:
         super().__init__(sock.getsockname(), _Handler, bind_and_activate=False)
         self.socket.close()
@@ -192,6 +202,7 @@ class _ImdsHTTPServer(ThreadingHTTPServer):
         self._tokens: dict[str, float] = {}
         self._lock = lock
         self.requests = requests
+        self.allow_v1 = allow_v1
 
     def issue_token(self, ttl: int) -> str:
         token = secrets.token_urlsafe(42)
@@ -226,7 +237,8 @@ class ImdsServer(Resource):
     """IMDSv2 for ``identity`` inside ``ns`` on ``169.254.169.254:80``; a ``Resource``.
 
     ``requests`` lists every answered request (method, path, status, time) for assertions and the
-    timeline. ``user_data`` (bytes) is served at ``/latest/user-data`` when given.
+    timeline. ``user_data`` (bytes) is served at ``/latest/user-data`` when given. ``allow_v1``
+    also answers token-less GETs (IMDSv1), for user data written before IMDSv2 (bench/seed).
     """
 
     def __init__(
@@ -237,8 +249,10 @@ class ImdsServer(Resource):
         host: str = IMDS_ADDRESS,
         port: int = 80,
         user_data: bytes | None = None,
+        allow_v1: bool = False,
     ) -> None:
         self.ns = ns
+        self.allow_v1 = allow_v1
         self.identity = identity
         self.host = host
         self.port = port
@@ -264,7 +278,7 @@ class ImdsServer(Resource):
         if self.host == IMDS_ADDRESS:
             self.ns.ip("addr", "replace", f"{self.host}/32", "dev", "lo")
         sock = self.ns.listen_socket(self.host, self.port)
-        self._server = _ImdsHTTPServer(self.identity, sock, self._requests, self._lock)
+        self._server = _ImdsHTTPServer(self.identity, sock, self._requests, self._lock, self.allow_v1)
         if self.user_data is not None:
             self._server.tree["user-data"] = self.user_data.decode(errors="replace")
         self._thread = threading.Thread(

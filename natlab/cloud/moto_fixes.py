@@ -25,6 +25,7 @@ from moto.autoscaling import models as asg_models
 from moto.autoscaling.exceptions import ValidationError
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import EmptyResult
+from moto.ec2.models import elastic_network_interfaces as ec2_enis
 from moto.ec2.models import instances as ec2_instances
 from moto.ec2.models import launch_templates, route_tables
 from moto.ec2.utils import parse_user_data
@@ -345,6 +346,25 @@ def fix_group_parameters() -> None:
     _patch(owner, "update_auto_scaling_group", keeping_parameters(owner.update_auto_scaling_group, None))
 
 
+def fix_network_interface_device_index_filter() -> None:
+    """Answer DescribeNetworkInterfaces filtered on ``attachment.device-index``.
+
+    AWS: the filter matches the device index of an attached interface (``Values=0``: primary ENIs;
+    EC2 API reference, DescribeNetworkInterfaces filters). moto 5.2.5 raises
+    FilterNotImplementedError (HTTP 500), so a classic NAT user data that finds its primary ENI with
+    ``Name=attachment.device-index,Values=0`` (bench/seed) cannot run. Worth reporting upstream.
+    """
+    owner = ec2_enis.NetworkInterface
+    original = owner.get_filter_value
+
+    def get_filter_value(self: Any, filter_name: str, method_name: str | None = None) -> Any:
+        if filter_name == "attachment.device-index":
+            return self.device_index if self.instance is not None else None
+        return original(self, filter_name, method_name)
+
+    _patch(owner, "get_filter_value", get_filter_value)
+
+
 FIXES: dict[str, Callable[[], None]] = {
     "launch_template_version_user_data": fix_launch_template_version_user_data,
     "launch_template_own_tags": fix_launch_template_own_tags,
@@ -353,6 +373,7 @@ FIXES: dict[str, Callable[[], None]] = {
     "block_device_size_from_image": fix_block_device_size_from_image,
     "group_parameters": fix_group_parameters,
     "launch_template_interface_groups": lambda: fix_launch_template_interface_groups(_patch),
+    "network_interface_device_index_filter": fix_network_interface_device_index_filter,
 }
 
 

@@ -3,6 +3,8 @@
 The listening socket is created inside the namespace (``Namespace.listen_socket``); the accept and
 pump threads run in the host namespace, so each accepted connection is forwarded by an ordinary
 ``connect()`` to ``127.0.0.1:<port>`` on the host. The target must be a loopback address.
+Every HTTP request passing from the namespace to the target is counted (``requests``): the API
+calls an instance's user data made.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Self
 
 from natlab.resource import Resource
 
+from .http_requests import HttpRequest, RequestFramer
 from .netns import Namespace
 
 log = logging.getLogger(__name__)
@@ -27,8 +30,8 @@ CONNECT_TIMEOUT = 5.0
 class TcpRelay(Resource):
     """Listen on ``listen_host:listen_port`` inside ``ns``; pump each connection to the host target.
 
-    A ``Resource``. ``connections`` counts accepted connections; ``close()`` stops accepting and
-    closes every open connection.
+    A ``Resource``. ``connections`` counts accepted connections, ``requests`` lists the HTTP requests
+    sent through them; ``close()`` stops accepting and closes every open connection.
     """
 
     def __init__(
@@ -51,6 +54,14 @@ class TcpRelay(Resource):
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._framers: list[RequestFramer] = []
+
+    @property
+    def requests(self) -> list[HttpRequest]:
+        """HTTP requests relayed so far, in time order (kept after ``close()``)."""
+        with self._lock:
+            framers = list(self._framers)
+        return sorted((r for f in framers for r in f.requests), key=lambda r: r.time)
 
     def start(self) -> Self:
         """Bind inside the namespace and start accepting."""
@@ -117,16 +128,21 @@ class TcpRelay(Resource):
             return
         back = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
         back.start()
-        self._pump(client, upstream)
+        framer = RequestFramer()
+        with self._lock:
+            self._framers.append(framer)
+        self._pump(client, upstream, framer)
         back.join()
         self._untrack(client)
         self._untrack(upstream)
 
     @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(src: socket.socket, dst: socket.socket, framer: RequestFramer | None = None) -> None:
         """Copy src -> dst until EOF, then half-close dst so the other side sees EOF too."""
         try:
             while data := src.recv(BUFSIZE):
+                if framer is not None:
+                    framer.feed(data)
                 dst.sendall(data)
         except OSError:
             pass

@@ -112,6 +112,7 @@ class InstanceSandbox(Resource):
         on_exit: Callable[[InstanceSandbox, int], None] | None = None,
         keep: bool = False,
         image: Image | None = None,
+        imds_v1: bool = False,
     ) -> None:
         self.identity = identity
         self.original_user_data = user_data  # as read back from the emulator
@@ -122,6 +123,7 @@ class InstanceSandbox(Resource):
         self.boot_delay = boot_delay
         self.on_exit = on_exit
         self.keep = keep
+        self.imds_v1 = imds_v1  # HttpTokens=optional: token-less IMDS GETs answered (old user data)
         self._own_workdir = workdir is None
         base = Path(tempfile.mkdtemp(prefix="natlab-")) if workdir is None else Path(workdir)
         self.dir = base / identity.instance_id
@@ -212,7 +214,7 @@ class InstanceSandbox(Resource):
         wrapper = self._write_files()
         self.ns = Namespace(self.identity.instance_id).open()
         self._attach_primary(self.ns)
-        self.imds = ImdsServer(self.ns, self.identity, user_data=self.user_data).start()
+        self.imds = ImdsServer(self.ns, self.identity, user_data=self.user_data, allow_v1=self.imds_v1).start()
         self.relay = TcpRelay(self.ns, self.backend_port, listen_port=RELAY_PORT).start()
         with open(self.console_path, "ab") as console:
             self.started_at = time.time()
