@@ -30,6 +30,9 @@ def test_first_nat_serves_the_zone_from_the_first_apply(one_zone_lab: Lab):
     assert "net.ipv4.ip_forward = 1" in (etc.get("sysctl.d/90-nat-instance.conf") or ""), etc
     assert "masquerade" in (etc.get("nftables/nat-instance.nft") or ""), etc
     assert "systemctl enable nftables" in box.shim_calls()
+    # every API call went through curl (aws_query): the recording `aws` shim never ran
+    assert [call for call in box.shim_calls() if call.startswith("aws ")] == [], box.describe()
+    assert any("/iam/security-credentials/" in r.path for r in box.imds_requests), "role credentials never read"
     assert any(r.path.endswith("/api/token") for r in box.imds_requests), "IMDSv2 token was never requested"
 
 

@@ -212,6 +212,10 @@ aws_query() {
   for param in "$@"; do
     form+=(--data-urlencode "${param}")
   done
+  # A failure before the identity step loaded them still abandons the launch (on_error).
+  if [[ -z "${api_key_id}" ]]; then
+    load_credentials >&"${api_log_fd}" || return 1
+  fi
   for ((attempt = 1; ; attempt++)); do
     status=0
     answer="$(api_request "${service}" "${form[@]}")" || status=$?
