@@ -64,8 +64,13 @@ api_secret=""
 api_token=""
 
 # Timestamped log line (UTC, milliseconds) for the current step; stdout goes to console and log file.
+# The time comes from bash itself (EPOCHREALTIME, printf %()T): a boot logs ~25 lines, and a `date`
+# process for each was most of the processes a boot started.
 log() {
-  printf '%s nat-boot: step=%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "${current_step}" "$*"
+  local now="${EPOCHREALTIME}" stamp fraction
+  TZ=UTC0 printf -v stamp '%(%Y-%m-%dT%H:%M:%S)T' "${now%[.,]*}"
+  fraction="${now#*[.,]}"
+  printf '%s.%sZ nat-boot: step=%s %s\n' "${stamp}" "${fraction:0:3}" "${current_step}" "$*"
 }
 
 # Runs one boot step between "start" and "done" lines, so the log shows where the time went.
@@ -142,15 +147,27 @@ read_identity() {
   log "instance=${instance_id} eni=${eni_id} mac=${mac} interface=${ifname} region=${region} zone=${zone}"
 }
 
+# The first match of the regex $1's group in stdin, read by bash itself (no grep/sed process).
+first_match() {
+  local text=""
+  IFS= read -r -d '' text || true
+  [[ "${text}" =~ $1 ]] && printf '%s\n' "${BASH_REMATCH[1]}"
+  return 0
+}
+
 # The text of the first <name> element of the XML on stdin, entities decoded (empty if none).
 xml_value() {
-  { grep -o "<$1>[^<]*</$1>" || true; } |
-    sed -n "1{s/<[^>]*>//g;s/&quot;/\"/g;s/&apos;/'/g;s/&lt;/</g;s/&gt;/>/g;s/&amp;/\\&/g;p}"
+  local value
+  value="$(first_match "<$1>([^<]*)</$1>")"
+  if [[ "${value}" == *"&"* ]]; then # only messages carry entities
+    value="$(sed "s/&quot;/\"/g;s/&apos;/'/g;s/&lt;/</g;s/&gt;/>/g;s/&amp;/\\&/g" <<<"${value}")"
+  fi
+  printf '%s\n' "${value}"
 }
 
 # The string value of "name" in the JSON on stdin (IMDS credential documents are flat; empty if none).
 json_string() {
-  { grep -o "\"$1\"[[:space:]]*:[[:space:]]*\"[^\"]*\"" || true; } | sed -n '1s/.*"\([^"]*\)"$/\1/p'
+  first_match "\"$1\"[[:space:]]*:[[:space:]]*\"([^\"]*)\""
 }
 
 # Credentials for aws_query, found as the CLI finds them on EC2: the environment's, else the instance
