@@ -184,6 +184,7 @@ def main() -> int:
     if not 1 <= args.runs <= 50:
         parser.error("--runs must be between 1 and 50")
     logging.basicConfig(level=logging.WARNING)
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     try:
         boots, processes = measure_boots(args.runs)
     except LabUnavailable as error:
@@ -195,7 +196,8 @@ def main() -> int:
         "machine": f"{os.cpu_count()} vCPU {cpu_model()}, kernel {platform.release()}",
         "command": f"sudo .venv/bin/python bench/boot_api_path.py --runs {args.runs} --label {args.label}"
         + (" --memory" if args.memory else ""),
-        "load_at_start": Path("/proc/loadavg").read_text().split()[:3],
+        "load_before": load_before,
+        "load_after": Path("/proc/loadavg").read_text().split()[:3],
         "median_boot_to_routes_s": round(statistics.median(totals), 3),
         "min_max_boot_to_routes_s": [min(totals), max(totals)],
         "median_step_s": {s: round(statistics.median(b[s] for b in boots), 3) for s in STEPS if s in boots[0]},
