@@ -21,8 +21,9 @@ readonly API_MAX_ATTEMPTS="${AWS_MAX_ATTEMPTS:-5}"
 # lost packet would stall a step for a minute instead of letting the retries act).
 readonly API_CONNECT_TIMEOUT="${NAT_AWS_CONNECT_TIMEOUT:-2}"
 readonly API_REQUEST_TIMEOUT="${NAT_AWS_REQUEST_TIMEOUT:-5}"
-# Route tables updated at once. One API call is one curl process, ~5 MiB PSS (measured in the lab:
-# docs/design.md); 8 at a time stay under 50 MiB on a 512 MiB t4g.nano.
+# Route tables updated at once. One API call is one curl process: ~2.3 MiB PSS (10.6 MiB RSS), 8 at
+# a time ~23 MiB with their subshells (measured: bench/boot_api_path.md); the aws CLI took ~59 MiB PSS
+# per call, which capped this at 4 on a 512 MiB t4g.nano.
 readonly ROUTE_PARALLELISM="${NAT_ROUTE_PARALLELISM:-8}"
 # Query API version of each service the boot calls.
 declare -rA API_VERSIONS=([ec2]=2016-11-15 [autoscaling]=2011-01-01 [sns]=2010-03-31)
