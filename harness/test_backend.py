@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import shutil
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from natlab.cloud.backend import (
     MotoBackend,
     make_backend,
 )
+from natlab.lab import preflight
+from natlab.lab.settings import HarnessSettings
 from natlab.lab.terraform import TerraformError, TerraformWorkdir
 
 # --- moto ----------------------------------------------------------------------------------------
@@ -132,8 +133,9 @@ def test_localstack_serving_everything_is_accepted(aws: MotoBackend) -> None:
         assert backend.client("ec2").describe_vpcs()["Vpcs"] is not None
 
 
-def test_unreachable_localstack_names_a_connection_error() -> None:
-    with pytest.raises(BackendError, match="connection error"):
+def test_unreachable_localstack_is_named_once_with_what_to_do() -> None:
+    refused = r"nothing answers at http://127\.0\.0\.1:9 \(Connection refused\); start LocalStack there or fix the URL"
+    with pytest.raises(BackendError, match=refused):
         LocalStackBackend("http://127.0.0.1:9", services=["sts"]).start()
 
 
@@ -203,46 +205,16 @@ def test_aws_sweep_deletes_what_carries_the_run_id_and_nothing_else(aws: MotoBac
 
 # --- Terraform against the backend ---------------------------------------------------------------
 
-TRIVIAL_FIXTURE = """
-variable "region" { type = string }
-variable "endpoint_url" { type = string }
-provider "aws" {
-  region                      = var.region
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
-  skip_metadata_api_check     = true
-  endpoints {
-    ec2 = var.endpoint_url
-    sts = var.endpoint_url
-  }
-}
-resource "aws_vpc" "this" { cidr_block = "10.1.0.0/16" }
-output "vpc_id" { value = aws_vpc.this.id }
-"""
-
-
-@pytest.mark.terraform
-def test_terraform_workdir_applies_plans_empty_and_destroys_against_moto(aws: MotoBackend, tmp_path: Path) -> None:
-    if shutil.which("terraform") is None:
-        pytest.skip("Terraform CLI not found on PATH; install Terraform >= 1.9")
-    fixture = tmp_path / "trivial"
-    fixture.mkdir()
-    (fixture / "main.tf").write_text(TRIVIAL_FIXTURE)
-    with TerraformWorkdir(fixture, tf_vars=aws.tf_vars(), env=aws.env(), shared_provider=True) as workdir:
-        workdir.apply()
-        vpc_id = workdir.outputs()["vpc_id"]
-        assert aws.client("ec2").describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["CidrBlock"] == "10.1.0.0/16"
-        assert not workdir.has_changes(), "a second plan after apply must be empty"
-        provider = workdir.provider_pid
-        assert provider is not None, "the commands did not share one provider process"
-    assert not workdir.workdir.exists()
-    assert not Path(f"/proc/{provider}").exists(), "the shared provider process outlived the workdir"
-    assert vpc_id not in [v["VpcId"] for v in aws.client("ec2").describe_vpcs()["Vpcs"]]
-    assert set(workdir.timings) >= {"init", "apply", "plan", "destroy"}
-
 
 def test_missing_terraform_cli_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TerraformError, match=r"Terraform CLI not found on PATH; install Terraform >= 1\.9"):
         TerraformWorkdir(tmp_path).start()
+
+
+def test_preflight_names_an_edge_without_auto_scaling_at_start_up(localstack_without_autoscaling: str) -> None:
+    settings = HarnessSettings(backend="localstack", endpoint_url=localstack_without_autoscaling)
+    problem = preflight.backend_problem(settings)
+    assert problem is not None
+    assert problem.startswith(f"--endpoint-url {localstack_without_autoscaling}: LocalStack at")
+    assert "does not serve autoscaling (HTTP 501" in problem

@@ -6,14 +6,18 @@ the last one destroys it and checks the emulator holds nothing of the module any
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from natlab.cloud.image import DnfModel
 from natlab.lab import first_run
 from natlab.lab.failover import FAULTS, run_failover
 from natlab.lab.lab import Lab
 from natlab.module.userdata import render
 
 ZONE = "us-east-1a"
+INSTALL_NFTABLES = "dnf install -y --setopt=install_weak_deps=False nftables"
 #: The scenarios share one lab, in order, on one xdist worker (and start first: ``--dist loadgroup``).
 pytestmark = pytest.mark.xdist_group("one_zone_lab")
 
@@ -30,6 +34,8 @@ def test_first_nat_serves_the_zone_from_the_first_apply(one_zone_lab: Lab):
     assert "net.ipv4.ip_forward = 1" in (etc.get("sysctl.d/90-nat-instance.conf") or ""), etc
     assert "masquerade" in (etc.get("nftables/nat-instance.nft") or ""), etc
     assert "systemctl enable nftables" in box.shim_calls()
+    dnf_calls = [call for call in box.shim_calls() if call.startswith("dnf ")]
+    assert dnf_calls == ([INSTALL_NFTABLES] if one_zone_lab.settings.image == "al2023" else []), dnf_calls
     # every API call went through curl (aws_query): the recording `aws` shim never ran
     assert [call for call in box.shim_calls() if call.startswith("aws ")] == [], box.describe()
     assert any("/iam/security-credentials/" in r.path for r in box.imds_requests), "role credentials never read"
@@ -109,7 +115,7 @@ def without_step(line: str):
 
 
 @pytest.mark.parametrize("broken", BROKEN_STEPS)
-def test_failover_check_fails_for_a_broken_boot_script(one_zone_lab: Lab, broken: str):
+def test_failover_check_fails_for_a_broken_boot_script(one_zone_lab: Lab, record_fault, broken: str):
     lab = one_zone_lab
     if broken == "forgets-masquerade" and lab.vpc is None:
         pytest.skip(f"only real packets can tell a missing masquerade: {lab.dataplane_skip_reason}")
@@ -125,6 +131,25 @@ def test_failover_check_fails_for_a_broken_boot_script(one_zone_lab: Lab, broken
     for problem in expected:
         assert any(problem in found for found in result.problems), f"{problem!r} not reported:\n{result.summary()}"
     assert result.new_instance and lab.ran_sabotaged_user_data(result.new_instance), result.summary()
+    record_fault(f"boot script {broken}", f"the failover check reports it: {'; '.join(expected)}")
+
+
+def test_a_replacement_whose_dnf_never_works_is_abandoned_before_any_route_moves(one_zone_lab: Lab):
+    lab = one_zone_lab
+    if lab.settings.image != "al2023":
+        pytest.skip(f"--image {lab.settings.image} has nftables: the boot runs no dnf")
+    with lab.dnf_on_next_boot(DnfModel("fail")):
+        result = run_failover(lab, ZONE, "terminate", measure_outage=False)
+    assert result.problems == [], result.summary()
+    failed = lab.dnf_faulted[-1]
+    assert failed != result.new_instance, "Auto Scaling's next try serves the zone"
+    box = lab.sandbox(failed)
+    assert box is not None and box.exit_code not in (0, None)
+    steps = box.step_times()
+    assert steps["install"].status == "error", box.describe()
+    assert steps["install"].notes[-1] == "giving up: nftables could not be installed", box.describe()
+    assert "routes" not in steps and "launch abandoned" in box.boot_log(), box.describe()
+    assert failed not in lab.group_instances(ZONE), "the abandoned instance left the group"
 
 
 def test_second_plan_is_empty_after_failover(one_zone_lab: Lab):
@@ -158,3 +183,10 @@ def test_destroy_removes_everything_the_module_created(one_zone_lab: Lab):
         "addresses": lab.ec2.describe_addresses()["Addresses"],
     }
     assert {kind: found for kind, found in left.items() if found} == {}
+    # The lab's Terraform commands shared one provider process, which ends with the workdir.
+    workdir, provider = lab.terraform, lab.terraform.provider_pid
+    assert provider is not None, "the lab's Terraform commands did not share one provider process"
+    assert set(workdir.timings) >= {"init", "apply", "destroy"}
+    workdir.close()
+    assert not workdir.workdir.exists()
+    assert not Path(f"/proc/{provider}").exists(), "the shared provider process outlived the workdir"

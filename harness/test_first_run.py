@@ -30,6 +30,18 @@ def test_summary_lists_the_facts_and_step_times() -> None:
     assert "Not in the boot log" not in page
 
 
+def test_summary_says_whether_the_boot_installed_nftables() -> None:
+    assert "| dnf install at boot | `no` |" in first_run.render(first_run.from_log("z", "i-0abc", LOG, None))
+    install = (
+        "2026-11-29T10:00:00.250Z nat-boot: step=install start\n"
+        "2026-11-29T10:00:00.750Z nat-boot: step=install nftables installed\n"
+        "2026-11-29T10:00:31.250Z nat-boot: step=install done\n"
+    )
+    routes = "2026-11-29T10:00:00.250Z nat-boot: step=routes start\n"
+    page = first_run.render(first_run.from_log("z", "i-0abc", LOG.replace(routes, install + routes), None))
+    assert "| dnf install at boot | `done in 31.0 s` |" in page
+
+
 def test_summary_says_which_facts_a_boot_never_logged() -> None:
     run = first_run.from_log("eu-west-1a", "i-0abc", LOG.split("2026-11-29T10:00:01.800Z")[0], None)
     assert run.missing_facts == list(first_run.FACT_KEYS)

@@ -17,14 +17,16 @@ from natlab.report.page import TEMPLATES, render_html
 from natlab.report.projection import (
     FAULTS,
     LABEL,
+    PATHS,
     Assumptions,
     ScriptMeasurement,
     project,
     project_all,
+    project_paths,
 )
 from natlab.report.summary import Scenario, key_durations
 from natlab.report.svg import STEP_COLOURS, render_svg, step_colours
-from natlab.report.table import render_table
+from natlab.report.table import render_projection, render_table
 from natlab.report.timeline import Timeline, format_wall
 
 T0_WALL = 1795816200.0  # a fixed UTC instant; the fake monotonic clock starts at 1000
@@ -248,6 +250,18 @@ def test_html_page_is_the_template_with_escaped_text_and_the_svg_inline(failover
     assert "route &lt;moved&gt;" in page
 
 
+def test_the_modelled_dnf_install_inside_masquerade_is_not_measured_script_work() -> None:
+    tl = new_timeline()
+    log = boot_log(1.0, [("identity", 0.2), ("masquerade", 0.5)])
+    inner = boot_log(1.3, [("install", 0.3)])  # inside masquerade (1.2 s to 1.7 s after t0)
+    lines = log.splitlines(keepends=True)
+    tl.add_boot_log("i-1", "".join([*lines[:3], inner, *lines[3:]]))
+    assert {e.name for e in tl.events()} >= {"step:install", "step:masquerade"}, "the report shows the install"
+    measured = ScriptMeasurement.from_timeline(tl)
+    assert "install" not in measured.steps
+    assert measured.total == pytest.approx(0.2 + 0.2, abs=0.01), measured.steps
+
+
 def test_step_colours_follow_the_order_of_the_boot_log() -> None:
     tl = new_timeline()
     tl.add_boot_log("i-1", boot_log(1.0, [("routes", 0.5), ("identity", 0.2), ("facts", 0.3)]))
@@ -320,7 +334,7 @@ def test_projection_flags_an_sla_breach_when_the_inputs_exceed_it() -> None:
     assert slow.breaches_sla and slow.verdict == "breaches SLA"
     tight = project("terminate", measured(), Assumptions(sla_seconds=60.0))
     assert not tight.breaches_sla and tight.verdict == "may breach SLA"
-    assert project("terminate", measured(), Assumptions(nftables_present=True)).verdict == "within SLA"
+    assert project("terminate", measured(), Assumptions(sla_seconds=150.0), path="warm-pool").verdict == "within SLA"
 
 
 def test_status_check_detection_is_the_groups_own_health_check() -> None:
@@ -340,6 +354,28 @@ def test_measurement_comes_from_the_replacement_boot(failover: Timeline) -> None
     m = ScriptMeasurement.from_timeline(failover)
     assert m.steps["routes"] == pytest.approx(1.6, abs=1e-3)
     assert m.aws_calls == 2  # source-dest-check, routes (lifecycle too quick; facts makes none)
+
+
+def test_each_path_models_how_its_replacement_comes_to_serve() -> None:
+    cold, baked, warm = project_paths("terminate", measured())
+    assert [p.path for p in (cold, baked, warm)] == list(PATHS)
+    what = {p.path: [f.what for ph in p.phases for f in ph.figures] for p in (cold, baked, warm)}
+    assert any("dnf install" in w for w in what["cold-default"])
+    assert not any("dnf install" in w for w in what["cold-baked"] + what["warm-pool"])
+    assert any("warm instance" in w for w in what["warm-pool"]) and any("systemd unit" in w for w in what["warm-pool"])
+    assert not any("user data" in w for w in what["warm-pool"])
+    assert warm.high < baked.high < cold.high
+
+
+def test_the_projection_is_shown_next_to_the_published_times_it_competes_with() -> None:
+    text = render_projection(project_all(measured(), path="warm-pool"))
+    assert PATHS["warm-pool"] in text
+    assert "seed script (2015 blog post) ~3 min" in text and "fck-nat in HA mode ~5 min" in text
+
+
+def test_unknown_path_is_rejected() -> None:
+    with pytest.raises(ValueError, match="path must be one of cold-default, cold-baked, warm-pool"):
+        project("terminate", measured(), path="hot")
 
 
 def test_unknown_fault_is_rejected() -> None:

@@ -29,6 +29,7 @@ HARNESS = Path(__file__).resolve().parent
         ({"backend": "aws", "aws_confirm_costs": True}, "--backend aws needs --region"),
         ({"report_dir": 3}, "--report-dir must be a path, got 3"),
         ({"keep": "yes"}, "--keep must be true or false, got 'yes'"),
+        ({"image": "ubuntu"}, "--image must be one of al2023, baked, got 'ubuntu'"),
     ],
 )
 def test_bad_value_is_refused_with_the_option_and_what_is_allowed(options: dict, message: str):

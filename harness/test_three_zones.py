@@ -86,7 +86,7 @@ EXPECTED_LOG = {
 
 
 @pytest.mark.parametrize("fault", AFTER_COMMIT_FAULTS)
-def test_a_failure_after_the_routes_moved_leaves_the_zone_served(three_zone_lab: Lab, fault: str):
+def test_a_failure_after_the_routes_moved_leaves_the_zone_served(three_zone_lab: Lab, record_fault, fault: str):
     lab = three_zone_lab
     with lab.sabotaged(AFTER_COMMIT_FAULTS[fault]):
         result = run_failover(lab, ZONE, "terminate", measure_outage=False)
@@ -96,9 +96,10 @@ def test_a_failure_after_the_routes_moved_leaves_the_zone_served(three_zone_lab:
     for line in EXPECTED_LOG[fault]:
         assert line in box.boot_log(), box.describe()
     assert [a.result for a in moto_fixes.LIFECYCLE.actions(result.new_instance)][-1] == "CONTINUE"
+    record_fault(f"{fault} after the routes moved", "zone served, launch completed", result.seconds)
 
 
-def test_a_lifecycle_call_that_keeps_failing_never_abandons_the_serving_nat(three_zone_lab: Lab):
+def test_a_lifecycle_call_that_keeps_failing_never_abandons_the_serving_nat(three_zone_lab: Lab, record_fault):
     lab = three_zone_lab
     refused_for_good = chained(
         replacing("    lifecycle_action CONTINUE && return 0\n", "    false && return 0\n"),
@@ -113,12 +114,13 @@ def test_a_lifecycle_call_that_keeps_failing_never_abandons_the_serving_nat(thre
     assert "ABANDON" not in [a.result for a in moto_fixes.LIFECYCLE.actions(result.new_instance)]
     # Only the hook's timeout (not modelled in this lab) would end it; the InService check says so.
     assert all("InService" in problem for problem in result.problems), result.summary()
+    record_fault("complete-lifecycle-action refused for good", "zone served, never abandoned", result.seconds)
     # Hand the zone to a healthy NAT for the scenarios that follow.
     lab.ec2.terminate_instances(InstanceIds=[result.new_instance])
     lab.wait_until_serving(ZONE, timeout=lab.settings.sla)
 
 
-def test_instance_refresh_keeps_the_old_nat_until_the_new_one_serves(three_zone_lab: Lab):
+def test_instance_refresh_keeps_the_old_nat_until_the_new_one_serves(three_zone_lab: Lab, record_fault):
     lab = three_zone_lab
     assert lab.controller is not None, "instance refresh is emulated by the lab's ASG controller"
     old = lab.wait_until_serving(ZONE, timeout=lab.settings.sla)
@@ -140,6 +142,7 @@ def test_instance_refresh_keeps_the_old_nat_until_the_new_one_serves(three_zone_
     assert set(lab.route_targets(ZONE).values()) == {old_eni}, "the old NAT must keep its routes"
     address = lab.ec2.describe_addresses(AllocationIds=[zone.eip_allocation_id])["Addresses"][0]
     assert address.get("NetworkInterfaceId") == old_eni, "the old NAT must keep its Elastic IP"
+    record_fault("instance refresh, new NAT cannot move a route", "abandoned; old NAT keeps routes and EIP")
     # The refresh goes on: the next new NAT boots unsabotaged, takes over, and only then the old one goes.
     controller = lab.controller
     with lab.watching_closely(), contextlib.ExitStack() as traffic:  # the router at full speed, as in a failover
@@ -154,6 +157,7 @@ def test_instance_refresh_keeps_the_old_nat_until_the_new_one_serves(three_zone_
         lost = sum(g.lost for g in gaps)
         outage = max((g.end for g in gaps), default=0.0) - min((g.start for g in gaps), default=0.0)
         print(f"instance refresh: {lost} datagrams lost, data-plane outage {outage:.3f} s")
+        record_fault("instance refresh", "new NAT serves before the old goes", outage, f"{lost} datagrams lost")
         assert outage <= lab.settings.sla, f"refresh outage {outage:.1f} s exceeds the SLA"
     assert new != old
     address = lab.ec2.describe_addresses(AllocationIds=[zone.eip_allocation_id])["Addresses"][0]

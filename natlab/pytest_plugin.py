@@ -20,15 +20,16 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from natlab.cloud.backend import Backend, BackendError, MotoBackend
 from natlab.cloud.dataplane_lab import CloudLab, build_cloud
 from natlab.cloud.netns import PREFIX, RUN_ID, cleanup_all, cleanup_stale
+from natlab.lab import preflight
 from natlab.lab.failover import FailoverResult
-from natlab.lab.failover_report import report_failover
+from natlab.lab.failover_report import failover_row, report_failover
 from natlab.lab.lab import Lab
 from natlab.lab.open import (
     KEPT_LABS_FILE,
@@ -41,6 +42,7 @@ from natlab.lab.open import (
     vpc_nat_lab,
 )
 from natlab.lab.settings import OPTION_GROUP, HarnessSettings, SettingsError
+from natlab.report import fault_matrix
 
 logger = logging.getLogger("natlab")
 
@@ -55,6 +57,12 @@ LAB_FIXTURES = ("one_zone_lab", "three_zone_lab")
 PROGRESS_LOGGER = "natlab.lab.terraform"
 
 RecordFailover = Callable[[Lab, FailoverResult, str], None]
+
+
+class RecordFault(Protocol):
+    def __call__(
+        self, injected: str, outcome: str, recovery_seconds: float | None = None, detail: str = ""
+    ) -> None: ...
 
 
 # --- options and settings -----------------------------------------------------------------------
@@ -72,10 +80,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SETTINGS] = HarnessSettings.from_options(config)
     except SettingsError as error:  # before anything is created
         raise pytest.UsageError(str(error)) from None
+    if not hasattr(config, "workerinput"):  # once per run: xdist workers inherit the verdict
+        found = preflight.problems(config.stash[SETTINGS])
+        if found:
+            raise pytest.UsageError("\n".join(found))
     config.stash[PROGRESS] = _TerminalProgress(config)
     progress = logging.getLogger(PROGRESS_LOGGER)
     progress.addHandler(config.stash[PROGRESS])
     progress.setLevel(logging.INFO)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return preflight.namespaces_note()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -166,6 +182,18 @@ def record_failover(request: pytest.FixtureRequest) -> RecordFailover:
     def record(lab: Lab, result: FailoverResult, name: str) -> None:
         text, _ = report_failover(lab, result, name)
         request.node.user_properties.append((TIMELINE_PROPERTY, text))
+        request.node.user_properties.append((fault_matrix.PROPERTY, failover_row(result, name).to_json()))
+
+    return record
+
+
+@pytest.fixture
+def record_fault(request: pytest.FixtureRequest) -> RecordFault:
+    """Adds a row to the run's fault matrix: what the scenario injected, the outcome, the recovery time."""
+
+    def record(injected: str, outcome: str, recovery_seconds: float | None = None, detail: str = "") -> None:
+        row = fault_matrix.FaultRow(request.node.name, injected, outcome, True, recovery_seconds, detail)
+        request.node.user_properties.append((fault_matrix.PROPERTY, row.to_json()))
 
     return record
 
@@ -197,6 +225,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
                 terminalreporter.write_sep("-", "failover timeline")
                 terminalreporter.write_line(text)
     settings = config.stash.get(SETTINGS, None)
+    rows = [row for report in calls for row in fault_matrix.rows_from_properties(report.user_properties, report.passed)]
+    if rows and settings is not None:
+        page = fault_matrix.write(settings.report_dir, rows)
+        terminalreporter.write_sep("-", "fault matrix")
+        terminalreporter.write_line(f"{fault_matrix.render_text(rows)}\nreport: {page}")
     kept = settings.report_dir / KEPT_LABS_FILE if settings and settings.keep else None
     if kept is not None and kept.exists():
         terminalreporter.write_sep("-", "labs left up (--keep)")

@@ -38,6 +38,16 @@ readonly -a API_RETRYABLE_CODES=(
 # curl exit codes of a failed connection or a timeout (resolve, connect, timeout, TLS, empty reply,
 # send, receive): retried like botocore's ConnectionError and HTTPClientError.
 readonly -a API_RETRYABLE_CURL_EXITS=(5 6 7 28 35 52 55 56)
+# dnf install of nftables on images without it (standard AL2023). "Tens of seconds" on a nano with
+# cold EBS (estimate, no public figure): 120 s is four times that, and two attempts (each with its
+# 5 s kill grace) plus the pause and a ~30 s boot end before the launch hook's default 300 s heartbeat.
+readonly DNF_TIMEOUT="${NAT_DNF_TIMEOUT:-120}"
+readonly DNF_RETRY_PAUSE="${NAT_DNF_RETRY_PAUSE:-5}"
+# Below 1 GiB of memory (a t4g.nano has 512 MiB) dnf can be OOM-killed (cfn-cheapest-nat #14): a
+# swap file of 1 GiB is added for the install only (their fix, #16).
+readonly SMALL_MEMORY_KIB=1048576
+readonly INSTALL_SWAP_FILE="/var/lib/nat-instance/install.swap"
+readonly INSTALL_SWAP_SIZE="1G"
 
 : "${NAT_ZONE:?NAT_ZONE must name the availability zone of this NAT}"
 : "${NAT_ASG_NAME:?NAT_ASG_NAME must name the Auto Scaling group of this NAT}"
@@ -281,8 +291,8 @@ primary_interface() {
 # nftables masquerade for the served CIDRs, written to a file the nftables service loads at boot.
 configure_masquerade() {
   if ! command -v nft >/dev/null; then
-    log "installing nftables"
-    dnf install -y nftables
+    step install install_nftables
+    current_step="masquerade"
   fi
   local cidrs
   local -a served
@@ -307,6 +317,71 @@ EOF
   fi
   systemctl enable nftables
   log "masquerade on ${ifname} for ${NAT_SERVED_CIDRS}"
+}
+
+# True when memory is small and no swap is active: dnf may then run out of memory.
+install_needs_swap() {
+  local mem_kib
+  mem_kib="$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+  ((mem_kib < SMALL_MEMORY_KIB)) && [[ -z "$(awk 'NR > 1' /proc/swaps)" ]]
+}
+
+# A swap file for the install only (cfn-cheapest-nat #16: their dnf was OOM-killed on a nano).
+add_install_swap() {
+  mkdir -p "$(dirname "${INSTALL_SWAP_FILE}")"
+  fallocate --length "${INSTALL_SWAP_SIZE}" "${INSTALL_SWAP_FILE}"
+  chmod 600 "${INSTALL_SWAP_FILE}"
+  mkswap "${INSTALL_SWAP_FILE}" >/dev/null
+  swapon "${INSTALL_SWAP_FILE}"
+  log "swap ${INSTALL_SWAP_FILE} (${INSTALL_SWAP_SIZE}) on for the install"
+}
+
+# The swap goes once dnf is done: a NAT that swaps while forwarding stalls its flows, and the file
+# would keep 1 GiB of the root volume. Failing to remove it is logged, not fatal.
+remove_install_swap() {
+  if swapoff "${INSTALL_SWAP_FILE}" && rm -f "${INSTALL_SWAP_FILE}"; then
+    log "swap ${INSTALL_SWAP_FILE} removed"
+  else
+    log "could not remove swap ${INSTALL_SWAP_FILE}"
+  fi
+}
+
+# Why an install attempt ended, from its exit status.
+install_failure() {
+  case "$1" in
+    124) printf 'timed out after %s s' "${DNF_TIMEOUT}" ;;
+    137) printf 'killed (SIGKILL: out of memory?)' ;;
+    *) printf 'exit status %s' "$1" ;;
+  esac
+}
+
+# nftables for images without it (the standard AL2023 AMI): no weak dependencies (less to download
+# and hold in memory), bounded in time, one retry. Giving up fails the step, before any route moves.
+install_nftables() {
+  local attempt status swap=0
+  if install_needs_swap; then
+    add_install_swap
+    swap=1
+  fi
+  for attempt in 1 2; do
+    status=0
+    timeout --kill-after=5 "${DNF_TIMEOUT}" dnf install -y --setopt=install_weak_deps=False nftables || status=$?
+    if ((status == 0)); then
+      break
+    fi
+    log "dnf install nftables failed: $(install_failure "${status}") (attempt ${attempt} of 2)"
+    if ((attempt < 2)); then
+      sleep "${DNF_RETRY_PAUSE}"
+    fi
+  done
+  if ((swap)); then
+    remove_install_swap
+  fi
+  if ((status != 0)); then
+    log "giving up: nftables could not be installed"
+    return 1
+  fi
+  log "nftables installed"
 }
 
 # A NAT forwards packets that are not addressed to it: EC2 drops those unless the check is off.

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import abc
 import logging
+import socket
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from typing import Any, Self
@@ -219,18 +221,42 @@ class LocalStackBackend(Backend):
         return self._endpoint_url
 
     def start(self) -> Self:
-        problems = [f"{s} ({p})" for s in self.services if (p := self._probe(s))]
+        self.check()
+        logger.info("LocalStack at %s serves %s", self.endpoint_url, ", ".join(self.services))
+        return self
+
+    def check(self, **config: Any) -> None:
+        """Raises :class:`BackendError` naming each needed service the edge does not serve.
+
+        ``config`` goes to the probing clients (e.g. short timeouts at start-up). An edge nobody
+        answers on is named as such once, not once per service.
+        """
+        unreachable = self._unreachable()
+        if unreachable:
+            raise BackendError(
+                f"nothing answers at {self.endpoint_url} ({unreachable}); start LocalStack there or fix the URL"
+            )
+        probes = {service: self._probe(service, **config) for service in self.services}
+        problems = [f"{service} ({problem})" for service, problem in probes.items() if problem]
         if problems:
             raise BackendError(
                 f"LocalStack at {self.endpoint_url} does not serve {', '.join(problems)}; "
                 f"the harness needs {', '.join(self.services)}"
             )
-        logger.info("LocalStack at %s serves %s", self.endpoint_url, ", ".join(self.services))
-        return self
 
-    def _probe(self, service: str) -> str | None:
-        """None when ``service`` answers a read call, else a short reason."""
-        client = self.client(service, retries={"mode": "standard", "max_attempts": 1})
+    def _unreachable(self) -> str | None:
+        """Why nothing accepts a connection at the edge's address, or None."""
+        url = urllib.parse.urlsplit(self.endpoint_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((url.hostname or "localhost", port), timeout=2).close()
+        except OSError as error:
+            return error.strerror or type(error).__name__
+        return None
+
+    def _probe(self, service: str, **config: Any) -> str | None:
+        """None when ``service`` answers a read call as AWS would, else a short reason."""
+        client = self.client(service, retries={"mode": "standard", "max_attempts": 1}, **config)
         try:
             _PROBES[service](client)
         except botocore.exceptions.ClientError as error:
@@ -242,6 +268,8 @@ class LocalStackBackend(Backend):
             return f"connection error: {error}"
         except botocore.exceptions.BotoCoreError as error:
             return f"{type(error).__name__}: {error}"
+        except Exception as error:  # an answer botocore cannot read: not an AWS API
+            return f"answers, but not as AWS does ({type(error).__name__}: {error})"
         return None
 
 

@@ -23,6 +23,7 @@ from natlab.resource import Resource
 from natlab.waiting import wait_until
 
 from .clients import aws_client
+from .image import Image
 from .imds import InstanceIdentity
 from .sandbox import InstanceSandbox
 
@@ -101,7 +102,8 @@ class InstanceFleet(Resource):
     sandbox terminated (namespace deleted, files kept until ``close()``). ``events`` (and the
     ``on_event`` callback, called from the fleet's threads) record boot-start/boot-exit/terminated.
     ``sandbox_kwargs`` go to every ``InstanceSandbox`` (env, attach, boot_delay,
-    user_data_transform, keep).
+    user_data_transform, keep, image); ``image_for(instance id)``, when given, picks each
+    instance's image instead.
     """
 
     def __init__(
@@ -112,12 +114,14 @@ class InstanceFleet(Resource):
         workdir: Path | None = None,
         poll_interval: float = 0.2,
         on_event: Callable[[FleetEvent], None] | None = None,
+        image_for: Callable[[str], Image] | None = None,
         **sandbox_kwargs: Any,
     ) -> None:
         self.backend_port = backend_port
         self.region = region
         self.poll_interval = poll_interval
         self.on_event = on_event
+        self.image_for = image_for
         self.sandbox_kwargs = sandbox_kwargs
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="natlab-fleet-")) if workdir is None else Path(workdir)
@@ -206,6 +210,7 @@ class InstanceFleet(Resource):
         try:
             identity = identity_from_backend(self._ec2, instance, self.region)
             user_data = user_data_from_backend(self._ec2, instance)
+            image = {"image": self.image_for(iid)} if self.image_for is not None else {}
             box = InstanceSandbox(
                 identity,
                 user_data,
@@ -213,6 +218,7 @@ class InstanceFleet(Resource):
                 workdir=self.workdir,
                 on_exit=self._exited,
                 **self.sandbox_kwargs,
+                **image,
             )
             self.sandboxes[iid] = box
             box.open()  # closes what it made if the boot fails half-way

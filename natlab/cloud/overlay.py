@@ -1,9 +1,12 @@
-"""The instance's private ``/etc`` and ``/var/log``: overlays whose writes land in its own dir.
+"""The instance's private ``/etc``, ``/var/log`` and ``/var/lib``: overlays whose writes land in its own dir.
 
 The boot wrapper mounts, in the instance's private mount namespace, an overlay on each of
 ``OVERLAID`` with the host's directory as the lower layer and ``<instance dir>/upper/<dir>`` as the
-upper one. What the boot script writes (nftables rules, sysctl files, its log) is then a file under
-``upper/``, and the host's ``/etc`` is never touched.
+upper one. What the boot script writes (nftables rules, sysctl files, its log, the install's swap
+file under ``/var/lib``) is then a file under ``upper/``, and the host's directories are never
+touched. The image (``image.py``) adds the command directories its packages live in (``/usr/sbin``):
+a package the image lacks is deleted there (a whiteout in ``upper/``), one dnf installs is written
+there.
 
 Rootless (the harness in a user namespace), the host's directories belong to an unmapped owner and
 the namespace's root may not create files in them; ``mirror_directories`` works around that.
@@ -17,17 +20,20 @@ import shlex
 import stat
 from pathlib import Path
 
-OVERLAID = ("/etc", "/var/log")
+OVERLAID = ("/etc", "/var/log", "/var/lib")
+#: Where the boot script writes below the top level: rootless, these need ``mirror_directories``.
+MIRRORED = ("/etc", "/var/log")
 
 
 class Overlays:
-    """The overlays of one instance dir: ``upper/<dir>`` and ``work/<dir>`` for each of ``OVERLAID``."""
+    """The overlays of one instance dir: ``upper/<dir>`` and ``work/<dir>`` for each of ``mountpoints``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.mountpoints = OVERLAID + tuple(m for m in extra if m not in OVERLAID)
 
     def upper(self, mountpoint: str) -> Path:
-        """The upper dir standing for ``mountpoint`` (``/etc`` or ``/var/log``)."""
+        """The upper dir standing for ``mountpoint`` (one of ``mountpoints``)."""
         return self.root / "upper" / mountpoint.strip("/")
 
     def work(self, mountpoint: str) -> Path:
@@ -35,23 +41,23 @@ class Overlays:
 
     def prepare(self) -> None:
         """Creates the upper and work dirs (with the lower directories when rootless)."""
-        for mountpoint in OVERLAID:
+        for mountpoint in self.mountpoints:
             self.upper(mountpoint).mkdir(parents=True, exist_ok=True)
             self.work(mountpoint).mkdir(parents=True, exist_ok=True)
-            if in_user_namespace():
+            if mountpoint in MIRRORED and in_user_namespace():
                 mirror_directories(Path(mountpoint), self.upper(mountpoint))
 
     def mount_commands(self) -> str:
         """The shell lines that mount every overlay (run in the instance's mount namespace)."""
         lines = []
-        for mountpoint in OVERLAID:
+        for mountpoint in self.mountpoints:
             options = f"lowerdir={mountpoint},upperdir={self.upper(mountpoint)},workdir={self.work(mountpoint)}"
             lines.append(f"mount -t overlay overlay -o {shlex.quote(options)} {mountpoint}\n")
         return "".join(lines)
 
     def host_path(self, path: str) -> Path:
         """Where a file the instance writes at ``path`` lands on the host."""
-        for mountpoint in OVERLAID:
+        for mountpoint in self.mountpoints:
             if path.startswith(mountpoint + "/"):
                 return self.upper(mountpoint) / path[len(mountpoint) + 1 :]
         return Path(path)

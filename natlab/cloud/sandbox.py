@@ -12,8 +12,11 @@
   with overlays on ``/etc`` and ``/var/log`` (``overlay.py``: writes land in
   ``<instance dir>/upper/{etc,var/log}``), recording shims for ``systemctl``/``dnf``/``aws`` first on
   ``PATH``, and an environment built from scratch (nothing is inherited from the host: ``HOME`` is
-  the instance dir, so the ``aws`` CLI never reads ``~/.aws``). It carries no credentials: the
-  script reads the instance role's from IMDS, as on EC2.
+  the instance dir, so the ``aws`` CLI never reads ``~/.aws``; no credentials either: the script
+  reads the instance role's from IMDS, as on EC2);
+* the software of its image (``image.py``): the profile's packages only (the host's ``nft`` is
+  absent on ``al2023``), what ``dnf`` installed kept in ``<instance dir>/image``, and the memory of
+  its instance type in ``/proc/meminfo``.
 
 The boot log is left where the script writes it by default (``NAT_LOG_FILE`` unset, i.e.
 ``/var/log/nat-instance-boot.log``): it lands in the ``/var/log`` overlay's upper dir, so the very
@@ -46,6 +49,7 @@ from natlab.resource import Resource
 from natlab.waiting import wait_until
 
 from .detached import DETACHED
+from .image import Image
 from .imds import ImdsRequest, ImdsServer, InstanceIdentity
 from .netns import Namespace
 from .overlay import Overlays
@@ -71,6 +75,14 @@ def aws_cli_dir() -> Path:
     venv_bin = Path(sys.prefix) / "bin"
     if (venv_bin / "aws").exists():
         return venv_bin
+    # An interpreter that loads the harness venv's packages from outside it (the unprivileged run of
+    # harness/test_rootless.py): the `aws` beside the awscli package.
+    with contextlib.suppress(ImportError):
+        import awscli
+
+        package_bin = Path(awscli.__file__).resolve().parents[4] / "bin"
+        if (package_bin / "aws").exists():
+            return package_bin
     found = shutil.which("aws")
     if found is None:
         raise FileNotFoundError("no `aws` CLI: install awscli into the harness venv")
@@ -99,6 +111,7 @@ class InstanceSandbox(Resource):
         user_data_transform: Callable[[bytes], bytes] | None = None,
         on_exit: Callable[[InstanceSandbox, int], None] | None = None,
         keep: bool = False,
+        image: Image | None = None,
     ) -> None:
         self.identity = identity
         self.original_user_data = user_data  # as read back from the emulator
@@ -112,7 +125,9 @@ class InstanceSandbox(Resource):
         self._own_workdir = workdir is None
         base = Path(tempfile.mkdtemp(prefix="natlab-")) if workdir is None else Path(workdir)
         self.dir = base / identity.instance_id
-        self.overlays = Overlays(self.dir)
+        self.image = image or Image()
+        self.disk = self.image.disk(self.dir)
+        self.overlays = Overlays(self.dir, extra=tuple(self.disk.overlay_dirs()))
         self.ns: Namespace | None = None
         self.imds: ImdsServer | None = None
         self.relay: TcpRelay | None = None
@@ -164,6 +179,7 @@ class InstanceSandbox(Resource):
             "NATLAB_AWS_CLI": str(aws_cli_dir() / "aws"),
             "NATLAB_INSTANCE_ID": self.identity.instance_id,
         }
+        env.update(self.disk.environment())
         env.update(self.env_overrides)
         return env
 
@@ -171,6 +187,7 @@ class InstanceSandbox(Resource):
         """The instance dir: overlays, ``user-data``, the shim log and the ``boot.sh`` wrapper."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.overlays.prepare()
+        self.disk.prepare()
         (self.dir / "user-data").write_bytes(self.user_data)
         self.shim_log_path.touch()
         delay = f"sleep {self.boot_delay:.3f}\n" if self.boot_delay > 0 else ""
@@ -183,6 +200,7 @@ class InstanceSandbox(Resource):
             f"hostname {shlex.quote(self.hostname)}\n"
             "mount --make-rprivate /\n"
             f"{self.overlays.mount_commands()}"
+            f"{self.disk.mount_commands()}"
             f"cd {shlex.quote(str(self.dir))}\n"
             f"exec bash {shlex.quote(str(self.dir / 'user-data'))}\n"
         )

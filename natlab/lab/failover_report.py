@@ -8,6 +8,7 @@ from pathlib import Path
 from natlab.lab.failover import FailoverResult
 from natlab.lab.lab import Lab
 from natlab.report.export import write_report
+from natlab.report.fault_matrix import FaultRow
 from natlab.report.projection import ScriptMeasurement, project_all
 from natlab.report.summary import Scenario
 from natlab.report.table import render_projection, render_table
@@ -32,3 +33,16 @@ def report_failover(lab: Lab, result: FailoverResult, name: str) -> tuple[str, P
     if projections:
         text += "\n\n" + render_projection(projections)
     return f"{text}\n\n{result.summary()}\nreport: {html}", html
+
+
+def failover_row(result: FailoverResult, name: str) -> FaultRow:
+    """The fault-matrix row of one failover: the fault, whether the zone was served again, how fast."""
+    outcome = "; ".join(result.problems) or f"served by {result.new_instance}"
+    detail = ""
+    if result.outage_seconds is not None:
+        detail = (
+            f"outage {result.outage_seconds:.2f} s, {result.datagrams_lost} datagrams lost, "
+            f"established TCP {result.tcp_outcome}"
+        )
+    injected = f"{result.fault} the NAT of {result.zone}"
+    return FaultRow(name, injected, outcome, not result.problems, result.seconds, detail)

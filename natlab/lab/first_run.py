@@ -71,8 +71,12 @@ def _checklist(run: FirstRun) -> list[tuple[str, str, str]]:
     peak = run.facts.get("boot-memory-peak-kib", "?")
     share = f"{int(peak) / NANO_MEMORY_KIB:.0%} of a t4g.nano" if peak.isdigit() else "not measured (no cgroup v2)"
     state = (run.alarm or {}).get("StateValue", "no alarm")
+    # The facts are read after the masquerade step, so rpm finds a package the boot itself installed.
+    install = next((step for step in run.steps if step.name == "install"), None)
+    installed = "no" if install is None else f"{install.status} in {install.seconds or 0:.1f} s"
     return [
-        ("nftables in the image", rpm, "`none`: the boot installed it with dnf, on the critical path"),
+        ("nftables in the image", rpm, "`none`: the boot could not install it; else the package it runs"),
+        ("dnf install at boot", installed, "not `no`: the image lacks nftables and dnf ran on the critical path"),
         ("nftables unit", run.facts.get("nftables-unit", "?"), "`enabled`: rules come back after a reboot"),
         ("boot memory peak (KiB)", peak, share),
         ("status-check alarm", state, "`OK` once EC2 publishes the metric per group; stays `INSUFFICIENT_DATA` if not"),

@@ -22,6 +22,7 @@ from natlab.cloud.asg_controller import AsgHealthController, AwsDelays
 from natlab.cloud.backend import MOTO_AL2023_ARM64_AMI, Backend, MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.fleet import FleetEvent, InstanceFleet
+from natlab.cloud.image import DnfModel, Image
 from natlab.cloud.netns import Namespace, unavailable_reason
 from natlab.cloud.route_sync import RouterEvent
 from natlab.cloud.sandbox import InstanceSandbox
@@ -88,6 +89,9 @@ class Lab(Resource):
         self.controller: AsgHealthController | None = None
         self.dataplane_skip_reason: str | None = None
         self._transform: UserDataTransform | None = None
+        self._next_boot_dnf: DnfModel | None = None
+        self.dnf_faulted: list[str] = []
+        """Instances that booted with the dnf of :meth:`dnf_on_next_boot`."""
         self._timeline: Timeline | None = None
         self._vpc_lock = threading.Lock()
         self._vpc_error: BaseException | None = None
@@ -124,6 +128,7 @@ class Lab(Resource):
                     poll_interval=FLEET_POLL_INTERVAL,
                     boot_delay=self.settings.boot_delay,
                     user_data_transform=self._transform_user_data,
+                    image_for=self._image_for,
                     keep=self.settings.keep,
                     attach=self._attach if self.dataplane_skip_reason is None else None,
                 )
@@ -210,6 +215,19 @@ class Lab(Resource):
         """True if ``instance_id`` booted a user data changed by :meth:`sabotaged`."""
         box = self.sandbox(instance_id)
         return box is not None and box.user_data != box.original_user_data
+
+    @contextlib.contextmanager
+    def dnf_on_next_boot(self, dnf: DnfModel) -> Iterator[None]:
+        """The first instance that boots inside the block finds ``dnf`` (e.g. one that always fails).
+
+        Only the first: Auto Scaling's next try after an abandoned launch gets the lab's usual dnf.
+        ``dnf_faulted`` names the instance.
+        """
+        self._next_boot_dnf = dnf
+        try:
+            yield
+        finally:
+            self._next_boot_dnf = None
 
     @contextlib.contextmanager
     def watching_closely(self) -> Iterator[None]:
@@ -332,6 +350,14 @@ class Lab(Resource):
         return wait_until(serving, what=f"serving NAT in {zone}", timeout=timeout, interval=0.05, max_interval=0.5)
 
     # --- hooks from the parts (called from their threads) ------------------------------------
+
+    def _image_for(self, instance_id: str) -> Image:
+        """The image of ``--image``, with the dnf of :meth:`dnf_on_next_boot` for the first boot in it."""
+        dnf, self._next_boot_dnf = self._next_boot_dnf, None
+        if dnf is None:
+            return Image(self.settings.image)
+        self.dnf_faulted.append(instance_id)
+        return Image(self.settings.image, dnf=dnf)
 
     def _transform_user_data(self, user_data: bytes) -> bytes:
         transform = self._transform

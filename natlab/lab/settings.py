@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from natlab.cloud.image import DEFAULT_PROFILE, IMAGE_PROFILES
 from natlab.lab.options import Option, Rule, SettingsError, check_fields, option, option_table
 
 __all__ = ["BACKENDS", "OPTION_GROUP", "HarnessSettings", "SettingsError"]
@@ -57,6 +58,12 @@ class HarnessSettings:
         "modelled seconds from instance launch to user data start (real AWS: ~26-29 s)",
         rule=Rule(lambda s: s >= 0, "must be at least 0 seconds"),
         metavar="SECONDS",
+    )
+    image: str = option(
+        DEFAULT_PROFILE,
+        "what the NAT instances' image has: al2023 (standard AMI, no nftables: the boot installs it with "
+        "a modelled dnf) or baked (al2023 + nftables, packer/al2023-nat.pkr.hcl)",
+        choices=IMAGE_PROFILES,
     )
     report_dir: Path = option(  # noqa: RUF009 - option() is a dataclasses.field; the Path is never mutated
         Path("reports"), "where failover timelines (table, SVG/HTML, JSON) are written", metavar="DIR"

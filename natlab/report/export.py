@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .page import render_html
-from .projection import LABEL, SOURCES, Projection
+from .projection import LABEL, REFERENCES, Projection
+from .projection_sources import SOURCES
 from .summary import Scenario, key_durations
 from .svg import render_svg
 from .table import render_projection, render_table
@@ -24,6 +25,7 @@ def _projection_dict(p: Projection) -> dict[str, Any]:
     return {
         "label": LABEL,
         "fault": p.fault,
+        "path": p.path,
         "sla_seconds": p.sla_seconds,
         "low": p.low,
         "high": p.high,
@@ -33,6 +35,7 @@ def _projection_dict(p: Projection) -> dict[str, Any]:
             for ph in p.phases
         ],
         "sources": {k: SOURCES[k] for k in p.sources()},
+        "compare": [asdict(r) | {"source_text": SOURCES[r.source]} for r in REFERENCES],
     }
 
 

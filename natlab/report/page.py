@@ -13,7 +13,8 @@ from typing import Protocol
 
 import jinja2
 
-from .projection import LABEL, SOURCES, Projection
+from .projection import LABEL, PATHS, REFERENCES, Projection
+from .projection_sources import SOURCES
 from .summary import Scenario, format_seconds, key_durations
 from .svg import render_svg
 from .timeline import Timeline
@@ -59,5 +60,9 @@ def render_html(timeline: Timeline, scenario: Scenario, projections: Sequence[Pr
         projections=list(projections),
         label=LABEL,
         sources=SOURCES,
-        source_keys=list(dict.fromkeys(key for p in projections for key in p.sources())),
+        paths=PATHS,
+        references=REFERENCES if projections else (),
+        source_keys=list(
+            dict.fromkeys([key for p in projections for key in p.sources()] + [r.source for r in REFERENCES])
+        ),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .projection import LABEL, Projection
+from .projection import LABEL, PATHS, REFERENCES, Projection
 from .summary import Scenario, format_seconds, key_durations, shorten
 from .timeline import Event, Timeline
 
@@ -43,15 +43,17 @@ def render_table(timeline: Timeline, scenario: Scenario) -> str:
 
 
 def render_projection(projections: Sequence[Projection]) -> str:
-    """The projection as text, labelled as such."""
+    """The projection as text, labelled as such, with the published times it competes with."""
     if not projections:
         return ""
     columns = ("detection", "launch", "boot", "script", "total")
     lines = [
         f"real AWS — {LABEL} (SLA {projections[0].sla_seconds:g} s; sources: docs/latency-model.md)",
+        f"path: {PATHS[projections[0].path]}",
         f"  {'fault':<13}" + "".join(f"{c:>13}" for c in columns) + "  verdict",
     ]
     for p in projections:
         cells = [f"{ph.low:.0f}-{ph.high:.0f} s" for ph in p.phases] + [f"{p.low:.0f}-{p.high:.0f} s"]
         lines.append(f"  {p.fault:<13}" + "".join(f"{c:>13}" for c in cells) + f"  {p.verdict}")
+    lines.append("compare: " + "; ".join(f"{r.what} ~{r.seconds / 60:g} min" for r in REFERENCES))
     return "\n".join(lines) + "\n"
