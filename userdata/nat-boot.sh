@@ -553,4 +553,5 @@ main() {
 }
 
 # Tests source this file with NAT_BOOT_FUNCTIONS_ONLY=1 to call its functions one by one.
-[[ "${NAT_BOOT_FUNCTIONS_ONLY:-0}" == 1 ]] || main "$@"
+[[ "${NAT_BOOT_FUNCTIONS_ONLY:-0}" == 1 ]] && return 0
+main "$@"
