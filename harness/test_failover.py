@@ -36,6 +36,9 @@ def test_first_nat_serves_the_zone_from_the_first_apply(one_zone_lab: Lab):
     assert "systemctl enable nftables" in box.shim_calls()
     dnf_calls = [call for call in box.shim_calls() if call.startswith("dnf ")]
     assert dnf_calls == ([INSTALL_NFTABLES] if one_zone_lab.settings.image == "al2023" else []), dnf_calls
+    # every API call went through curl (aws_query): the recording `aws` shim never ran
+    assert [call for call in box.shim_calls() if call.startswith("aws ")] == [], box.describe()
+    assert any("/iam/security-credentials/" in r.path for r in box.imds_requests), "role credentials never read"
     assert any(r.path.endswith("/api/token") for r in box.imds_requests), "IMDSv2 token was never requested"
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from natlab.cloud import netns
-from natlab.cloud.imds import ImdsServer, InstanceIdentity
+from natlab.cloud.clients import EMULATOR_CREDENTIALS
+from natlab.cloud.imds import ROLE_NAME, ImdsServer, InstanceIdentity
 from natlab.cloud.netns import Namespace
 
 pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
@@ -130,3 +133,23 @@ def test_a_token_less_get_is_answered_only_when_imdsv1_is_allowed(served: tuple[
             200,
             IDENTITY.mac,
         )
+
+
+def test_role_credentials_and_the_service_domain_are_served_like_ec2s(served: tuple[Namespace, ImdsServer]) -> None:
+    ns, _ = served
+    auth = ("-H", f"X-aws-ec2-metadata-token: {token(ns)}")
+    assert curl(ns, *auth, f"{BASE}/meta-data/services/domain") == (200, "amazonaws.com")
+    assert "iam/" in curl(ns, *auth, f"{BASE}/meta-data/")[1].splitlines()
+    status, info = curl(ns, *auth, f"{BASE}/meta-data/iam/info")
+    assert status == 200 and json.loads(info)["InstanceProfileArn"].endswith(f"/{ROLE_NAME}")
+    assert curl(ns, *auth, f"{BASE}/meta-data/iam/security-credentials/") == (200, ROLE_NAME)
+    status, document = curl(ns, *auth, f"{BASE}/meta-data/iam/security-credentials/{ROLE_NAME}")
+    credentials = json.loads(document)
+    assert status == 200 and credentials["Code"] == "Success"
+    assert (credentials["AccessKeyId"], credentials["SecretAccessKey"]) == (
+        EMULATOR_CREDENTIALS["aws_access_key_id"],
+        EMULATOR_CREDENTIALS["aws_secret_access_key"],
+    )
+    assert credentials["Token"]
+    expires = datetime.strptime(credentials["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert expires - datetime.now(UTC) > timedelta(hours=1), "credentials must outlive any boot by far"

@@ -123,8 +123,12 @@ def test_user_data_tags_its_own_instance_through_imds_and_the_relay(
         # /etc writes landed in the overlay, not on the host
         assert box.etc_changes() == {"nftables/nat-instance.nft": "table ip nat_instance\n"}
         assert not Path("/etc/nftables/nat-instance.nft").exists()
-        assert box.shim_calls() == ["systemctl enable nftables"]
-        assert [(r.method, r.status) for r in box.imds_requests] == [("PUT", 200), ("GET", 200)]
+        tag_call = f"aws ec2 create-tags --resources {identity.instance_id} --tags Key=booted-by,Value=natlab"
+        assert box.shim_calls() == [tag_call, "systemctl enable nftables"]
+        # the script's token and instance id, then the CLI's own reads of the role credentials
+        requests = [(r.method, r.path, r.status) for r in box.imds_requests]
+        assert [(m, s) for m, _, s in requests[:2]] == [("PUT", 200), ("GET", 200)]
+        assert any(path.startswith("/latest/meta-data/iam/security-credentials/") for _, path, _ in requests[2:])
         ns_name = box.ns.name if box.ns else ""
         assert ns_name in netns.list_namespaces()
     assert not box.dir.exists()

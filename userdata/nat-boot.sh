@@ -15,16 +15,29 @@ readonly LOG_FILE="${NAT_LOG_FILE:-/var/log/nat-instance-boot.log}"
 readonly NFT_RULES_FILE="/etc/nftables/nat-instance.nft"
 readonly NFT_SERVICE_CONFIG="/etc/sysconfig/nftables.conf"
 readonly SYSCTL_FILE="/etc/sysctl.d/90-nat-instance.conf"
-export AWS_RETRY_MODE="${AWS_RETRY_MODE:-standard}"
-export AWS_MAX_ATTEMPTS="${AWS_MAX_ATTEMPTS:-5}"
-export AWS_PAGER=""
-# The CLI's defaults are 60 s each: one lost packet would stall a step for a minute instead of letting
-# the CLI's own retries act (AWS_MAX_ATTEMPTS attempts, each bounded by these).
-readonly AWS_CONNECT_TIMEOUT="${NAT_AWS_CONNECT_TIMEOUT:-2}"
-readonly AWS_READ_TIMEOUT="${NAT_AWS_READ_TIMEOUT:-5}"
-# Route tables updated at once. Each CLI process takes ~59 MiB (PSS, measured: docs/design.md), and a
-# t4g.nano has 512 MiB: four at a time leave room for the system.
-readonly ROUTE_PARALLELISM="${NAT_ROUTE_PARALLELISM:-4}"
+# AWS API calls (aws_query): attempts per call, as the CLI's AWS_MAX_ATTEMPTS in standard mode.
+readonly API_MAX_ATTEMPTS="${AWS_MAX_ATTEMPTS:-5}"
+# Per attempt: connect within 2 s, whole request within 5 s (the CLI's defaults are 60 s each: one
+# lost packet would stall a step for a minute instead of letting the retries act).
+readonly API_CONNECT_TIMEOUT="${NAT_AWS_CONNECT_TIMEOUT:-2}"
+readonly API_REQUEST_TIMEOUT="${NAT_AWS_REQUEST_TIMEOUT:-5}"
+# Route tables updated at once. One API call is one curl process: ~2.3 MiB PSS (10.6 MiB RSS), 8 at
+# a time ~23 MiB with their subshells (measured: bench/boot_api_path.md); the aws CLI took ~59 MiB PSS
+# per call, which capped this at 4 on a 512 MiB t4g.nano.
+readonly ROUTE_PARALLELISM="${NAT_ROUTE_PARALLELISM:-8}"
+# Query API version of each service the boot calls.
+declare -rA API_VERSIONS=([ec2]=2016-11-15 [autoscaling]=2011-01-01 [sns]=2010-03-31)
+# Error codes the CLI's standard retry mode retries, besides HTTP 500/502/503/504 and connection
+# errors (botocore retries/standard.py: ThrottledRetryableChecker, TransientRetryableChecker).
+readonly -a API_RETRYABLE_CODES=(
+  Throttling ThrottlingException ThrottledException RequestThrottledException TooManyRequestsException
+  ProvisionedThroughputExceededException TransactionInProgressException RequestLimitExceeded
+  BandwidthLimitExceeded LimitExceededException RequestThrottled SlowDown PriorRequestNotComplete
+  EC2ThrottledException RequestTimeout RequestTimeoutException
+)
+# curl exit codes of a failed connection or a timeout (resolve, connect, timeout, TLS, empty reply,
+# send, receive): retried like botocore's ConnectionError and HTTPClientError.
+readonly -a API_RETRYABLE_CURL_EXITS=(5 6 7 28 35 52 55 56)
 # dnf install of nftables on images without it (standard AL2023). "Tens of seconds" on a nano with
 # cold EBS (estimate, no public figure): 120 s is four times that, and two attempts (each with its
 # 5 s kill grace) plus the pause and a ~30 s boot end before the launch hook's default 300 s heartbeat.
@@ -54,10 +67,21 @@ ifname=""
 previous_eip_eni=""
 eip_moved=0
 committed=0
+aws_region=""
+aws_domain="amazonaws.com"
+api_log_fd=2 # where aws_query notes retries; the console and log file once setup_logging ran
+api_key_id=""
+api_secret=""
+api_token=""
 
 # Timestamped log line (UTC, milliseconds) for the current step; stdout goes to console and log file.
+# The time comes from bash itself (EPOCHREALTIME, printf %()T): a boot logs ~25 lines, and a `date`
+# process for each was most of the processes a boot started.
 log() {
-  printf '%s nat-boot: step=%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "${current_step}" "$*"
+  local now="${EPOCHREALTIME}" stamp fraction
+  TZ=UTC0 printf -v stamp '%(%Y-%m-%dT%H:%M:%S)T' "${now%[.,]*}"
+  fraction="${now#*[.,]}"
+  printf '%s.%sZ nat-boot: step=%s %s\n' "${stamp}" "${fraction:0:3}" "${current_step}" "$*"
 }
 
 # Runs one boot step between "start" and "done" lines, so the log shows where the time went.
@@ -88,22 +112,18 @@ on_error() {
   exit "${status}"
 }
 
-# The AWS CLI with bounded connect and read times, so its own retries act on a lost packet.
-aws_cli() {
-  aws --cli-connect-timeout "${AWS_CONNECT_TIMEOUT}" --cli-read-timeout "${AWS_READ_TIMEOUT}" "$@"
-}
-
 # Best effort: an operator hears of a failure the instance cannot fix itself.
 notify() {
   [[ -n "${NAT_NOTIFICATION_TOPIC_ARN}" ]] || return 0
-  aws_cli sns publish --topic-arn "${NAT_NOTIFICATION_TOPIC_ARN}" --subject "NAT instance ${NAT_ASG_NAME}" \
-    --message "$1" --output text >/dev/null || log "could not notify ${NAT_NOTIFICATION_TOPIC_ARN}"
+  aws_query sns Publish "TopicArn=${NAT_NOTIFICATION_TOPIC_ARN}" "Subject=NAT instance ${NAT_ASG_NAME}" \
+    "Message=$1" >/dev/null || log "could not notify ${NAT_NOTIFICATION_TOPIC_ARN}"
 }
 
-# Sends everything to the console and the log file.
+# Sends everything to the console and the log file; aws_query's notes too, even from inside $(...).
 setup_logging() {
   mkdir -p "$(dirname "${LOG_FILE}")"
   exec > >(tee -a "${LOG_FILE}") 2>&1
+  exec {api_log_fd}>&1
 }
 
 imds_get() {
@@ -123,7 +143,9 @@ read_identity() {
   local region zone
   region="$(imds_get placement/region)"
   zone="$(imds_get placement/availability-zone)"
-  export AWS_DEFAULT_REGION="${region}"
+  aws_region="${region}"
+  aws_domain="$(imds_get services/domain)"
+  load_credentials
   if [[ "${zone}" != "${NAT_ZONE}" ]]; then
     log "instance is in ${zone} but configured for ${NAT_ZONE}: refusing to take over another zone's routes"
     return 1
@@ -134,6 +156,121 @@ read_identity() {
     return 1
   fi
   log "instance=${instance_id} eni=${eni_id} mac=${mac} interface=${ifname} region=${region} zone=${zone}"
+}
+
+# The first match of the regex $1's group in stdin, read by bash itself (no grep/sed process).
+first_match() {
+  local text=""
+  IFS= read -r -d '' text || true
+  [[ "${text}" =~ $1 ]] && printf '%s\n' "${BASH_REMATCH[1]}"
+  return 0
+}
+
+# The text of the first <name> element of the XML on stdin, entities decoded (empty if none).
+xml_value() {
+  local value
+  value="$(first_match "<$1>([^<]*)</$1>")"
+  if [[ "${value}" == *"&"* ]]; then # only messages carry entities
+    value="$(sed "s/&quot;/\"/g;s/&apos;/'/g;s/&lt;/</g;s/&gt;/>/g;s/&amp;/\\&/g" <<<"${value}")"
+  fi
+  printf '%s\n' "${value}"
+}
+
+# The string value of "name" in the JSON on stdin (IMDS credential documents are flat; empty if none).
+json_string() {
+  first_match "\"$1\"[[:space:]]*:[[:space:]]*\"([^\"]*)\""
+}
+
+# Credentials for aws_query, found as the CLI finds them on EC2: the environment's, else the instance
+# role's from IMDS. Role credentials stay valid for hours (EC2 renews them well before Expiration);
+# the boot needs them for seconds.
+load_credentials() {
+  if [[ -n "${AWS_ACCESS_KEY_ID:-}" && -n "${AWS_SECRET_ACCESS_KEY:-}" ]]; then
+    api_key_id="${AWS_ACCESS_KEY_ID}"
+    api_secret="${AWS_SECRET_ACCESS_KEY}"
+    api_token="${AWS_SESSION_TOKEN:-}"
+    log "credentials from the environment"
+    return 0
+  fi
+  local roles role document
+  roles="$(imds_get iam/security-credentials/)"
+  role="${roles%%$'\n'*}"
+  document="$(imds_get "iam/security-credentials/${role}")"
+  api_key_id="$(json_string AccessKeyId <<<"${document}")"
+  api_secret="$(json_string SecretAccessKey <<<"${document}")"
+  api_token="$(json_string Token <<<"${document}")"
+  if [[ -z "${api_key_id}" || -z "${api_secret}" ]]; then
+    log "IMDS has no usable credentials for role ${role}"
+    return 1
+  fi
+  log "credentials of role ${role}, expiring $(json_string Expiration <<<"${document}")"
+}
+
+# One signed POST of a Query API form to SERVICE; prints the body, then the HTTP status on a line of
+# its own, and returns curl's exit status. The secrets reach curl through its config on stdin, never
+# its command line (which any local user can read).
+api_request() {
+  local service="$1" config
+  shift
+  config="user = \"${api_key_id}:${api_secret}\""
+  if [[ -n "${api_token}" ]]; then
+    config+=$'\n'"header = \"X-Amz-Security-Token: ${api_token}\""
+  fi
+  curl --silent --config - --connect-timeout "${API_CONNECT_TIMEOUT}" --max-time "${API_REQUEST_TIMEOUT}" \
+    --aws-sigv4 "aws:amz:${aws_region}:${service}" --write-out '\n%{http_code}' "$@" \
+    "${AWS_ENDPOINT_URL:-https://${service}.${aws_region}.${aws_domain}}" <<<"${config}"
+}
+
+# True when the CLI's standard mode retries a failure: curl's exit status, the HTTP status, the code.
+api_retryable() {
+  if (($1 != 0)); then
+    [[ " ${API_RETRYABLE_CURL_EXITS[*]} " == *" $1 "* ]]
+  else
+    [[ " 500 502 503 504 " == *" $2 "* || " ${API_RETRYABLE_CODES[*]} " == *" $3 "* ]]
+  fi
+}
+
+# aws_query SERVICE ACTION [Name=Value...]: one AWS Query API call (curl signs it with SigV4; curl
+# >= 7.75), retried like the CLI's standard mode. Prints the XML answer; on failure prints
+# "Code: Message" on stderr and returns 1. Retries are logged as they happen.
+aws_query() {
+  local service="$1" action="$2" param attempt status answer http code error cap delay
+  shift 2
+  local -a form=(--data-urlencode "Action=${action}" --data-urlencode "Version=${API_VERSIONS[${service}]}")
+  for param in "$@"; do
+    form+=(--data-urlencode "${param}")
+  done
+  # A failure before the identity step loaded them still abandons the launch (on_error).
+  if [[ -z "${api_key_id}" ]]; then
+    load_credentials >&"${api_log_fd}" || return 1
+  fi
+  for ((attempt = 1; ; attempt++)); do
+    status=0
+    answer="$(api_request "${service}" "${form[@]}")" || status=$?
+    http="${answer##*$'\n'}"
+    answer="${answer%$'\n'*}"
+    if ((status == 0)) && [[ "${http}" == 2?? ]]; then
+      printf '%s\n' "${answer}"
+      return 0
+    fi
+    code=""
+    error="RequestError: no answer from ${service} (curl exit ${status}: connection failed or timed out)"
+    if ((status == 0)); then
+      code="$(xml_value Code <<<"${answer}")"
+      error="${code:-HTTP ${http}}: $(xml_value Message <<<"${answer}")"
+    fi
+    if ! api_retryable "${status}" "${http}" "${code}" || ((attempt >= API_MAX_ATTEMPTS)); then
+      printf '%s (%s %s, attempt %d of %d)\n' "${error}" "${service}" "${action}" "${attempt}" "${API_MAX_ATTEMPTS}" >&2
+      return 1
+    fi
+    # botocore standard mode (retries/standard.py, ExponentialBackoff): before retry i, sleep
+    # rand(0,1) * min(2^(i-1), 20) s with base 1 s: at most 1, 2, 4, 8 s for 5 attempts.
+    cap=$((1000 << (attempt - 1)))
+    cap=$((cap > 20000 ? 20000 : cap))
+    delay=$((RANDOM * cap / 32767))
+    log "${service} ${action} attempt ${attempt} of ${API_MAX_ATTEMPTS} failed (${error}); retrying in ${delay} ms" >&"${api_log_fd}"
+    sleep "$((delay / 1000)).$(printf '%03d' "$((delay % 1000))")"
+  done
 }
 
 # Kernel forwarding now and after a reboot; no ICMP redirects (private hosts must keep using the
@@ -249,7 +386,7 @@ install_nftables() {
 
 # A NAT forwards packets that are not addressed to it: EC2 drops those unless the check is off.
 disable_source_dest_check() {
-  aws_cli ec2 modify-network-interface-attribute --network-interface-id "${eni_id}" --no-source-dest-check
+  aws_query ec2 ModifyNetworkInterfaceAttribute "NetworkInterfaceId=${eni_id}" SourceDestCheck.Value=false >/dev/null
 }
 
 # The zone's Elastic IP follows each replacement, so the egress address users allow-list stays put.
@@ -259,10 +396,10 @@ associate_elastic_ip() {
     log "no Elastic IP configured"
     return 0
   fi
-  previous_eip_eni="$(aws_cli ec2 describe-addresses --allocation-ids "${NAT_EIP_ALLOCATION_ID}" \
-    --query 'Addresses[0].NetworkInterfaceId' --output text)"
-  aws_cli ec2 associate-address --allocation-id "${NAT_EIP_ALLOCATION_ID}" \
-    --network-interface-id "${eni_id}" --allow-reassociation --output text >/dev/null
+  previous_eip_eni="$(aws_query ec2 DescribeAddresses "AllocationId.1=${NAT_EIP_ALLOCATION_ID}" |
+    xml_value networkInterfaceId)"
+  aws_query ec2 AssociateAddress "AllocationId=${NAT_EIP_ALLOCATION_ID}" "NetworkInterfaceId=${eni_id}" \
+    AllowReassociation=true >/dev/null
   eip_moved=1
   log "elastic ip ${NAT_EIP_ALLOCATION_ID} -> ${eni_id} (was on ${previous_eip_eni})"
 }
@@ -272,8 +409,8 @@ hand_back_elastic_ip() {
   if ((eip_moved == 0)) || [[ -z "${previous_eip_eni}" || "${previous_eip_eni}" == "None" ]]; then
     return 0
   fi
-  if aws_cli ec2 associate-address --allocation-id "${NAT_EIP_ALLOCATION_ID}" \
-    --network-interface-id "${previous_eip_eni}" --allow-reassociation --output text >/dev/null; then
+  if aws_query ec2 AssociateAddress "AllocationId=${NAT_EIP_ALLOCATION_ID}" \
+    "NetworkInterfaceId=${previous_eip_eni}" AllowReassociation=true >/dev/null; then
     log "elastic ip ${NAT_EIP_ALLOCATION_ID} handed back to ${previous_eip_eni}"
   else
     log "could not hand elastic ip ${NAT_EIP_ALLOCATION_ID} back to ${previous_eip_eni}"
@@ -284,8 +421,8 @@ hand_back_elastic_ip() {
 # (throttling, permissions) is logged as it came and fails the table.
 point_route() {
   local table="$1" error
-  if error="$(aws_cli ec2 replace-route --route-table-id "${table}" \
-    --destination-cidr-block "${NAT_ROUTE_DESTINATION}" --network-interface-id "${eni_id}" 2>&1)"; then
+  local -a route=("RouteTableId=${table}" "DestinationCidrBlock=${NAT_ROUTE_DESTINATION}" "NetworkInterfaceId=${eni_id}")
+  if error="$(aws_query ec2 ReplaceRoute "${route[@]}" 2>&1 >/dev/null)"; then
     log "replaced ${NAT_ROUTE_DESTINATION} in ${table}"
     return 0
   fi
@@ -293,8 +430,7 @@ point_route() {
     log "replace-route in ${table} failed: ${error//$'\n'/ }"
     return 1
   fi
-  if ! error="$(aws_cli ec2 create-route --route-table-id "${table}" \
-    --destination-cidr-block "${NAT_ROUTE_DESTINATION}" --network-interface-id "${eni_id}" --output text 2>&1)"; then
+  if ! error="$(aws_query ec2 CreateRoute "${route[@]}" 2>&1 >/dev/null)"; then
     log "create-route in ${table} failed: ${error//$'\n'/ }"
     return 1
   fi
@@ -355,9 +491,8 @@ point_routes() {
 }
 
 lifecycle_action() {
-  aws_cli autoscaling complete-lifecycle-action --lifecycle-hook-name "${NAT_LIFECYCLE_HOOK_NAME}" \
-    --auto-scaling-group-name "${NAT_ASG_NAME}" --instance-id "${instance_id}" \
-    --lifecycle-action-result "$1"
+  aws_query autoscaling CompleteLifecycleAction "LifecycleHookName=${NAT_LIFECYCLE_HOOK_NAME}" \
+    "AutoScalingGroupName=${NAT_ASG_NAME}" "InstanceId=${instance_id}" "LifecycleActionResult=$1" >/dev/null
 }
 
 # Puts the instance in service: only reached when every step before succeeded. The routes already
@@ -417,4 +552,6 @@ main() {
   log "NAT ready: ${instance_id} routes ${NAT_ROUTE_TABLE_IDS}"
 }
 
+# Tests source this file with NAT_BOOT_FUNCTIONS_ONLY=1 to call its functions one by one.
+[[ "${NAT_BOOT_FUNCTIONS_ONLY:-0}" == 1 ]] && return 0
 main "$@"

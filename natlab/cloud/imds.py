@@ -19,11 +19,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 from natlab.resource import Resource
 
+from .clients import EMULATOR_CREDENTIALS
 from .netns import Namespace
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,10 @@ TOKEN_PATH = "/latest/api/token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 MAX_TTL = 21600
+ROLE_NAME = "natlab-nat-instance"
+"""The instance role IMDS names (the emulator does not carry the launch template's profile over)."""
+CREDENTIALS_LIFETIME = timedelta(hours=6)
+"""How far ahead the served role credentials expire (EC2 serves ones valid for hours; estimate)."""
 
 Tree = dict[str, "Tree | str"]
 
@@ -89,6 +95,37 @@ class InstanceIdentity:
                 "availability-zone": self.az,
                 "region": self.region,
             },
+            "iam": self.iam_tree(),
+            "services": {"domain": "amazonaws.com", "partition": "aws"},
+        }
+
+    def iam_tree(self) -> Tree:
+        """``iam/info`` and ``iam/security-credentials/<role>``: the emulator's credentials as a role's.
+
+        The documents have EC2's fields (``Code``, ``LastUpdated``, ``Type``, ``AccessKeyId``,
+        ``SecretAccessKey``, ``Token``, ``Expiration``); the token is a fixed string the emulator ignores,
+        served so that the boot script signs a session token as it must on EC2.
+        """
+        now = datetime.now(UTC).replace(microsecond=0)
+        stamp = "%Y-%m-%dT%H:%M:%SZ"
+        info = {
+            "Code": "Success",
+            "LastUpdated": now.strftime(stamp),
+            "InstanceProfileArn": f"arn:aws:iam::123456789012:instance-profile/{ROLE_NAME}",
+            "InstanceProfileId": "AIPANATLAB0000000000",
+        }
+        credentials = {
+            "Code": "Success",
+            "LastUpdated": now.strftime(stamp),
+            "Type": "AWS-HMAC",
+            "AccessKeyId": EMULATOR_CREDENTIALS["aws_access_key_id"],
+            "SecretAccessKey": EMULATOR_CREDENTIALS["aws_secret_access_key"],
+            "Token": "natlab-session-token",
+            "Expiration": (now + CREDENTIALS_LIFETIME).strftime(stamp),
+        }
+        return {
+            "info": json.dumps(info, indent=2),
+            "security-credentials": {ROLE_NAME: json.dumps(credentials, indent=2)},
         }
 
     def identity_document(self) -> str:

@@ -10,9 +10,10 @@
   host's loopback, both inside that namespace;
 * the user data run by ``bash`` in private mount and UTS namespaces (host name ``ip-a-b-c-d``),
   with overlays on ``/etc`` and ``/var/log`` (``overlay.py``: writes land in
-  ``<instance dir>/upper/{etc,var/log}``), recording shims for ``systemctl``/``dnf`` first on
+  ``<instance dir>/upper/{etc,var/log}``), recording shims for ``systemctl``/``dnf``/``aws`` first on
   ``PATH``, and an environment built from scratch (nothing is inherited from the host: ``HOME`` is
-  the instance dir, so the ``aws`` CLI never reads ``~/.aws``);
+  the instance dir, so the ``aws`` CLI never reads ``~/.aws``; no credentials either: the script
+  reads the instance role's from IMDS, as on EC2);
 * the software of its image (``image.py``): the profile's packages only (the host's ``nft`` is
   absent on ``al2023``), what ``dnf`` installed kept in ``<instance dir>/image``, and the memory of
   its instance type in ``/proc/meminfo``.
@@ -47,7 +48,6 @@ from natlab.module import bootlog
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
-from .clients import EMULATOR_CREDENTIALS
 from .detached import DETACHED
 from .image import Image
 from .imds import ImdsRequest, ImdsServer, InstanceIdentity
@@ -176,10 +176,9 @@ class InstanceSandbox(Resource):
             "HOME": str(self.dir),
             "LANG": "C.UTF-8",
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{RELAY_PORT}",
-            "AWS_ACCESS_KEY_ID": EMULATOR_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": EMULATOR_CREDENTIALS["aws_secret_access_key"],
             "AWS_DEFAULT_REGION": self.identity.region,
             "NATLAB_SHIM_LOG": str(self.shim_log_path),
+            "NATLAB_AWS_CLI": str(aws_cli_dir() / "aws"),
             "NATLAB_INSTANCE_ID": self.identity.instance_id,
         }
         env.update(self.disk.environment())
