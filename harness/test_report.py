@@ -15,6 +15,7 @@ import pytest
 from natlab.report.export import write_report
 from natlab.report.page import TEMPLATES, render_html
 from natlab.report.projection import (
+    API_ROUND_TRIPS,
     FAULTS,
     LABEL,
     PATHS,
@@ -313,7 +314,7 @@ def test_write_report_writes_page_svg_text_and_json(failover: Timeline, scenario
 
 
 def measured(seconds: float = 2.0, calls: int = 4) -> ScriptMeasurement:
-    return ScriptMeasurement(steps={"routes": seconds}, aws_calls=calls)
+    return ScriptMeasurement(steps={"routes": seconds}, api_round_trips=calls)
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -344,16 +345,18 @@ def test_status_check_detection_is_the_groups_own_health_check() -> None:
     assert {f.source for f in default.figures} == {"ec2-status", "asg-impaired", "asg-maintenance"}
 
 
-def test_emulated_cli_cost_is_replaced_by_real_aws_latency() -> None:
-    m = ScriptMeasurement.from_steps({"identity": 0.05, "elastic-ip": 0.01, "routes": 0.82, "lifecycle": 0.8})
-    assert m.aws_calls == 2  # elastic-ip was too quick to have called the API
-    assert m.local_work == pytest.approx(1.68 - 2 * 0.77)
+def test_api_round_trips_follow_the_steps_that_ran() -> None:
+    steps = {"identity": 0.05, "source-dest-check": 0.02, "elastic-ip": 0.01, "routes": 0.03, "lifecycle": 0.02}
+    assert ScriptMeasurement.from_steps(steps).api_round_trips == 5
+    assert ScriptMeasurement.from_steps(steps, elastic_ip=False).api_round_trips == 3
+    m = ScriptMeasurement.from_steps(steps)
+    assert m.local_work == pytest.approx(0.13)  # the lab's own calls stay in the measured work
 
 
 def test_measurement_comes_from_the_replacement_boot(failover: Timeline) -> None:
     m = ScriptMeasurement.from_timeline(failover)
     assert m.steps["routes"] == pytest.approx(1.6, abs=1e-3)
-    assert m.aws_calls == 2  # source-dest-check, routes (lifecycle too quick; facts makes none)
+    assert m.api_round_trips == sum(API_ROUND_TRIPS.get(step, 0) for step in m.steps)
 
 
 def test_each_path_models_how_its_replacement_comes_to_serve() -> None:

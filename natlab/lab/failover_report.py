@@ -26,8 +26,10 @@ def report_failover(lab: Lab, result: FailoverResult, name: str) -> tuple[str, P
         verdict="; ".join(result.problems) or "route moved to the replacement's ENI",
     )
     projections = []
+    elastic_ip = bool(lab.zones[result.zone].eip_allocation_id)
     with contextlib.suppress(Exception):  # no boot log (e.g. a boot that never started): no projection
-        projections = project_all(ScriptMeasurement.from_timeline(result.timeline, instance_id=result.new_instance))
+        measured = ScriptMeasurement.from_timeline(result.timeline, result.new_instance, elastic_ip=elastic_ip)
+        projections = project_all(measured, path=replacement_path(lab, result))
     html = write_report(lab.settings.report_dir, scenario, result.timeline, projections)
     text = render_table(result.timeline, scenario)
     if projections:
@@ -46,3 +48,8 @@ def failover_row(result: FailoverResult, name: str) -> FaultRow:
         )
     injected = f"{result.fault} the NAT of {result.zone}"
     return FaultRow(name, injected, outcome, not result.problems, result.seconds, detail)
+
+
+def replacement_path(lab: Lab, result: FailoverResult) -> str:
+    """How the replacement came to serve, as the projection names it (`natlab.report.projection.PATHS`)."""
+    return "cold-baked" if lab.settings.image == "baked" else "cold-default"

@@ -42,9 +42,9 @@ REFERENCES = (
     Reference("fck-nat in HA mode", 300.0, "fck-nat"),
 )
 
-# aws CLI calls each boot step makes when it has something to do (docs/design.md step list).
-# A step that ran faster than half an emulated call made none (e.g. no Elastic IP configured).
-DEFAULT_AWS_CALLS: dict[str, int] = {
+# Sequential API round trips each boot step makes (docs/design.md step list): the route tables are
+# updated in parallel (up to 8 at a time), so they cost one round trip, not one per table.
+API_ROUND_TRIPS: dict[str, int] = {
     "identity": 0,
     "forwarding": 0,
     "masquerade": 0,
@@ -139,8 +139,7 @@ class Assumptions:
     pending_to_running: tuple[float, float] = (5.0, 18.0)
     running_to_user_data: tuple[float, float] = (17.0, 30.0)
     running_to_unit: tuple[float, float] = (10.0, 23.0)
-    call_start: tuple[float, float] = (0.3, 1.0)
-    api_latency: tuple[float, float] = (0.1, 0.3)
+    api_latency: tuple[float, float] = (0.05, 0.3)
     local_work_factor: tuple[float, float] = (1.0, 2.0)
     package_install: tuple[float, float] = (15.0, 60.0)
     route_propagation: tuple[float, float] = (0.0, 2.0)
@@ -148,11 +147,14 @@ class Assumptions:
 
 @dataclass(frozen=True)
 class ScriptMeasurement:
-    """The boot script as measured on the emulator: seconds per step and aws CLI calls made."""
+    """The boot script as measured on the emulator: seconds per step, and its sequential API round trips.
+
+    The lab's own API calls (signed curl to the emulator on loopback) take milliseconds and stay in
+    the measured work; the projection adds the in-region round trip AWS would take for each.
+    """
 
     steps: Mapping[str, float]
-    aws_calls: int
-    emulated_call_seconds: float = 0.77
+    api_round_trips: int
     failed_steps: tuple[str, ...] = field(default=())
 
     @property
@@ -161,20 +163,18 @@ class ScriptMeasurement:
 
     @property
     def local_work(self) -> float:
-        """Measured time minus what the emulated CLI calls cost: the script's own work."""
-        return max(0.0, self.total - self.aws_calls * self.emulated_call_seconds)
+        """What the script measured itself: its steps, the lab's API calls included."""
+        return self.total
 
     @classmethod
-    def from_steps(cls, steps: Mapping[str, float], emulated_call_seconds: float = 0.77) -> ScriptMeasurement:
-        """Estimate the CLI calls from `DEFAULT_AWS_CALLS`, skipping steps too quick to have made one."""
-        calls = sum(
-            DEFAULT_AWS_CALLS.get(step, 0) for step, seconds in steps.items() if seconds >= emulated_call_seconds / 2
-        )
-        return cls(steps=dict(steps), aws_calls=calls, emulated_call_seconds=emulated_call_seconds)
+    def from_steps(cls, steps: Mapping[str, float], elastic_ip: bool = True) -> ScriptMeasurement:
+        """Round trips from `API_ROUND_TRIPS` for the steps that ran (none for the Elastic IP without one)."""
+        trips = sum(API_ROUND_TRIPS.get(step, 0) for step in steps if elastic_ip or step != "elastic-ip")
+        return cls(steps=dict(steps), api_round_trips=trips)
 
     @classmethod
     def from_timeline(
-        cls, timeline: Timeline, instance_id: str | None = None, aws_calls: int | None = None
+        cls, timeline: Timeline, instance_id: str | None = None, elastic_ip: bool = True
     ) -> ScriptMeasurement:
         """The step times of one instance's boot (default: the last instance that booted)."""
         boots = [s for s in timeline.sources() if s.startswith(BOOT_SOURCE_PREFIX)]
@@ -186,9 +186,8 @@ class ScriptMeasurement:
             # work: counted once, outside the script's own work (the projection has its own figure).
             steps["masquerade"] = max(0.0, steps["masquerade"] - steps.pop("install"))
         failed = tuple(e.name.removeprefix(STEP_PREFIX) for e in spans if e.failed)
-        measured = cls.from_steps(steps)
-        calls = measured.aws_calls if aws_calls is None else aws_calls
-        return cls(steps=steps, aws_calls=calls, failed_steps=failed)
+        measured = cls.from_steps(steps, elastic_ip=elastic_ip)
+        return cls(steps=measured.steps, api_round_trips=measured.api_round_trips, failed_steps=failed)
 
 
 def _detection(fault: str, a: Assumptions) -> tuple[Figure, ...]:
@@ -245,15 +244,9 @@ def _script(m: ScriptMeasurement, path: str, a: Assumptions) -> tuple[Figure, ..
             "measured",
         ),
         Figure(
-            f"API client start-up x {m.aws_calls} calls",
-            m.aws_calls * a.call_start[0],
-            m.aws_calls * a.call_start[1],
-            "facts",
-        ),
-        Figure(
-            f"in-region API latency x {m.aws_calls} calls",
-            m.aws_calls * a.api_latency[0],
-            m.aws_calls * a.api_latency[1],
+            f"in-region API round trip x {m.api_round_trips}",
+            m.api_round_trips * a.api_latency[0],
+            m.api_round_trips * a.api_latency[1],
             "estimate",
         ),
     ]

@@ -40,9 +40,6 @@ SOURCES: dict[str, str] = {
     "fck-nat": "fck-nat documentation, 'Limitations' (fck-nat.dev/stable/limitations): in HA mode "
     "the group takes '~5 minutes' to bring up a replacement instance.",
     "measured": "Measured by this harness on the emulator (the boot script's step times).",
-    "facts": "Anchored on a measurement on the harness machine (shared FACTS: one aws CLI call "
-    "costs ~0.77 s against the emulator, almost all of it interpreter start-up); the range for a "
-    "small instance around it is an estimate.",
     "estimate": "Engineering estimate; no published figure found. Replace with a measurement "
     "from a real-AWS run when one exists.",
 }
