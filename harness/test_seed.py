@@ -31,13 +31,18 @@ def run_seed(lab: TakeoverLab, tables: int, *, repaired: bool = True, imds_v1: b
     return lab.run(seed, script="seed", tables=tables, imds_v1=imds_v1)
 
 
+CLI_CREDENTIAL_PATHS = ("/latest/api/token", "/latest/meta-data/iam/")
+
+
 def test_seed_points_every_route_table_at_its_own_eni(takeover: TakeoverLab) -> None:
     run = run_seed(takeover, tables=2)
     assert (run.exit_code, run.tables_switched) == (0, 2), run.console
     assert run.switched_s is not None
     assert run.source_dest_check is False
-    # IMDSv1: one token-less GET, no token PUT
-    assert run.imds_requests == ("GET /latest/meta-data/instance-id 200",)
+    # IMDSv1: the seed's own token-less GET; everything after it is the aws CLI finding the role's
+    # credentials in IMDS, as on EC2 (token, then iam/security-credentials/...).
+    assert run.imds_requests[0] == "GET /latest/meta-data/instance-id 200"
+    assert all(r.split()[1].startswith(CLI_CREDENTIAL_PATHS) for r in run.imds_requests[1:]), run.imds_requests
     assert run.api_calls == (
         "DescribeNetworkInterfaces",
         "ReplaceRoute",
@@ -59,5 +64,5 @@ def test_seed_as_published_takes_a_mac_address_for_its_eni_id(takeover: Takeover
 
 def test_seed_finds_no_instance_when_imds_requires_tokens(takeover: TakeoverLab) -> None:
     run = run_seed(takeover, tables=1, imds_v1=False)
-    assert run.imds_requests == ("GET /latest/meta-data/instance-id 401",)
+    assert run.imds_requests[0] == "GET /latest/meta-data/instance-id 401"
     assert run.tables_switched == 0

@@ -132,20 +132,38 @@ imds_get() {
     -H "X-aws-ec2-metadata-token: ${imds_token}" "${IMDS_ENDPOINT}/latest/meta-data/$1"
 }
 
-# IMDSv2 (token first): who and where this instance is, and its primary ENI without any API call.
+# Several IMDS paths in one curl process, each answer followed by a newline, in order: a process per
+# value was most of the boot's time before its first API call (bench/seed_vs_ours.md).
+imds_get_lines() {
+  local path
+  local -a urls=()
+  for path in "$@"; do
+    urls+=("${IMDS_ENDPOINT}/latest/meta-data/${path}")
+  done
+  curl --fail --silent --show-error --retry 5 --retry-connrefused --retry-delay 1 \
+    --connect-timeout 2 --max-time 5 --write-out '\n' \
+    -H "X-aws-ec2-metadata-token: ${imds_token}" "${urls[@]}"
+}
+
+# IMDSv2 (token first): who and where this instance is, its primary ENI and (without credentials in
+# the environment) its role's credentials, in three IMDS round trips and no API call.
 read_identity() {
   imds_token="$(curl --fail --silent --show-error --retry 5 --retry-connrefused --retry-delay 1 \
     --connect-timeout 2 --max-time 5 -X PUT \
     -H "X-aws-ec2-metadata-token-ttl-seconds: 900" "${IMDS_ENDPOINT}/latest/api/token")"
-  instance_id="$(imds_get instance-id)"
-  mac="$(imds_get mac)"
-  eni_id="$(imds_get "network/interfaces/macs/${mac}/interface-id")"
-  local region zone
-  region="$(imds_get placement/region)"
-  zone="$(imds_get placement/availability-zone)"
-  aws_region="${region}"
-  aws_domain="$(imds_get services/domain)"
-  load_credentials
+  local answers region zone role=""
+  local -a values paths=(instance-id mac placement/region placement/availability-zone services/domain)
+  environment_credentials || paths+=(iam/security-credentials/)
+  answers="$(imds_get_lines "${paths[@]}")"
+  mapfile -t values <<<"${answers}"
+  instance_id="${values[0]}" mac="${values[1]}" region="${values[2]}" zone="${values[3]}"
+  aws_region="${region}" aws_domain="${values[4]}" role="${values[5]:-}"
+  # The ENI needs the MAC; the role's document (several lines, so last) needs the role's name.
+  paths=("network/interfaces/macs/${mac}/interface-id")
+  [[ -z "${role}" ]] || paths+=("iam/security-credentials/${role}")
+  answers="$(imds_get_lines "${paths[@]}")"
+  eni_id="${answers%%$'\n'*}"
+  [[ -z "${role}" ]] || use_role_credentials "${role}" "${answers#*$'\n'}"
   if [[ "${zone}" != "${NAT_ZONE}" ]]; then
     log "instance is in ${zone} but configured for ${NAT_ZONE}: refusing to take over another zone's routes"
     return 1
@@ -185,17 +203,27 @@ json_string() {
 # role's from IMDS. Role credentials stay valid for hours (EC2 renews them well before Expiration);
 # the boot needs them for seconds.
 load_credentials() {
-  if [[ -n "${AWS_ACCESS_KEY_ID:-}" && -n "${AWS_SECRET_ACCESS_KEY:-}" ]]; then
-    api_key_id="${AWS_ACCESS_KEY_ID}"
-    api_secret="${AWS_SECRET_ACCESS_KEY}"
-    api_token="${AWS_SESSION_TOKEN:-}"
-    log "credentials from the environment"
+  if environment_credentials; then
     return 0
   fi
-  local roles role document
+  local roles role
   roles="$(imds_get iam/security-credentials/)"
   role="${roles%%$'\n'*}"
-  document="$(imds_get "iam/security-credentials/${role}")"
+  use_role_credentials "${role}" "$(imds_get "iam/security-credentials/${role}")"
+}
+
+# True (and the credentials taken) when the environment has them, as the CLI would take them.
+environment_credentials() {
+  [[ -n "${AWS_ACCESS_KEY_ID:-}" && -n "${AWS_SECRET_ACCESS_KEY:-}" ]] || return 1
+  api_key_id="${AWS_ACCESS_KEY_ID}"
+  api_secret="${AWS_SECRET_ACCESS_KEY}"
+  api_token="${AWS_SESSION_TOKEN:-}"
+  log "credentials from the environment"
+}
+
+# The credentials in the IMDS document ($2) of the instance role $1.
+use_role_credentials() {
+  local role="$1" document="$2"
   api_key_id="$(json_string AccessKeyId <<<"${document}")"
   api_secret="$(json_string SecretAccessKey <<<"${document}")"
   api_token="$(json_string Token <<<"${document}")"
