@@ -31,6 +31,7 @@ from moto.ec2.models import ec2_backends
 
 from natlab.cloud.backend import MotoBackend
 from natlab.cloud.fleet import identity_from_backend
+from natlab.cloud.image import Image
 from natlab.cloud.sandbox import SHIMS_DIR, SYSTEM_PATH, InstanceSandbox, aws_cli_dir
 from natlab.resource import Resource
 from natlab.waiting import wait_until
@@ -44,6 +45,9 @@ POLL_INTERVAL = 0.005
 RECORDED_PROGRAMS = ("aws", "curl")
 EXEC_LOG_VARIABLE = "NATLAB_EXEC_LOG"
 MAX_TABLES = 50
+
+
+BAKED = Image("baked")
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,13 @@ class TakeoverLab(Resource):
         tables: int,
         imds_v1: bool = False,
         timeout: float = 120.0,
+        image: Image = BAKED,
     ) -> TakeoverRun:
-        """Boot one instance with ``user_data_for(scene)`` and measure its takeover of ``tables`` tables."""
+        """Boot one instance with ``user_data_for(scene)`` and measure its takeover of ``tables`` tables.
+
+        The image is the baked one by default: the seed's AMI (amzn-ami-vpc-nat) came with its NAT
+        set up, so ours is compared with nftables already there (a baked image, or a warm pool).
+        """
         if not 1 <= tables <= MAX_TABLES:
             raise ValueError(f"tables: between 1 and {MAX_TABLES} route tables, not {tables}")
         if self.dir is None:
@@ -142,7 +151,7 @@ class TakeoverLab(Resource):
         env = {"PATH": path, EXEC_LOG_VARIABLE: str(exec_log)}
         user_data = user_data_for(scene).encode()
         assert self.backend.port is not None
-        with InstanceSandbox(identity, user_data, self.backend.port, env=env, imds_v1=imds_v1) as box:
+        with InstanceSandbox(identity, user_data, self.backend.port, env=env, imds_v1=imds_v1, image=image) as box:
             switched_at = _wait_for_routes(box, scene, identity.interface_id, timeout)
             exit_code = box.wait(timeout=timeout)
             started = box.started_at or 0.0
