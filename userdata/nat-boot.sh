@@ -15,6 +15,11 @@ readonly LOG_FILE="${NAT_LOG_FILE:-/var/log/nat-instance-boot.log}"
 readonly NFT_RULES_FILE="/etc/nftables/nat-instance.nft"
 readonly NFT_SERVICE_CONFIG="/etc/sysconfig/nftables.conf"
 readonly SYSCTL_FILE="/etc/sysctl.d/90-nat-instance.conf"
+# What the first boot keeps for later starts (user data runs only once, at the first boot): the
+# configuration, this script, and the unit that runs it at every start (a warm pool's start, a reboot).
+readonly CONFIG_FILE="${NAT_CONFIG_FILE:-/etc/nat-instance/config}"
+readonly SCRIPT_FILE="/usr/local/sbin/nat-instance"
+readonly UNIT_FILE="/etc/systemd/system/nat-instance.service"
 export AWS_RETRY_MODE="${AWS_RETRY_MODE:-standard}"
 export AWS_MAX_ATTEMPTS="${AWS_MAX_ATTEMPTS:-5}"
 export AWS_PAGER=""
@@ -36,6 +41,11 @@ readonly SMALL_MEMORY_KIB=1048576
 readonly INSTALL_SWAP_FILE="/var/lib/nat-instance/install.swap"
 readonly INSTALL_SWAP_SIZE="1G"
 
+# A later start has no user data: the configuration comes from the file the first boot wrote.
+if [[ -z "${NAT_ZONE:-}" && -r "${CONFIG_FILE}" ]]; then
+  # shellcheck source=/dev/null
+  source "${CONFIG_FILE}"
+fi
 : "${NAT_ZONE:?NAT_ZONE must name the availability zone of this NAT}"
 : "${NAT_ASG_NAME:?NAT_ASG_NAME must name the Auto Scaling group of this NAT}"
 : "${NAT_ROUTE_TABLE_IDS:?NAT_ROUTE_TABLE_IDS must list the private route tables}"
@@ -52,6 +62,7 @@ eni_id=""
 mac=""
 ifname=""
 previous_eip_eni=""
+target_state=""
 eip_moved=0
 committed=0
 
@@ -402,12 +413,119 @@ record_facts() {
   log "facts nftables-rpm=${nft_rpm// /_} nftables-unit=${nft_unit// /_} boot-memory-peak-kib=${peak}"
 }
 
+# Where Auto Scaling is taking this instance: InService, or Warmed:Stopped/Warmed:Running while it
+# enters a warm pool. No answer (no group, or IMDS without the path) means in service, as before.
+read_target_state() {
+  target_state="$(imds_get autoscaling/target-lifecycle-state 2>/dev/null)" || target_state="InService"
+  log "target lifecycle state ${target_state}"
+}
+
+# The configuration as sourceable bash, so a later start runs with the very values of the first boot.
+persist_config() {
+  local name
+  mkdir -p "$(dirname "${CONFIG_FILE}")"
+  for name in NAT_ZONE NAT_ASG_NAME NAT_ROUTE_TABLE_IDS NAT_ROUTE_DESTINATION NAT_SERVED_CIDRS \
+    NAT_EIP_ALLOCATION_ID NAT_LIFECYCLE_HOOK_NAME NAT_NOTIFICATION_TOPIC_ARN; do
+    printf '%s=%q\n' "${name}" "${!name}"
+  done >"${CONFIG_FILE}"
+}
+
+# This script without the user data's configuration part: from its last shebang line on (the
+# configuration part has its own at the top; run on its own, the script has only one).
+persist_script() {
+  local source_file="${BASH_SOURCE[0]}"
+  mkdir -p "$(dirname "${SCRIPT_FILE}")"
+  awk 'FNR == NR { if ($0 == "#!/usr/bin/env bash") last = FNR; next } FNR >= last' \
+    "${source_file}" "${source_file}" >"${SCRIPT_FILE}"
+  chmod 0755 "${SCRIPT_FILE}"
+}
+
+# A oneshot unit that runs the script at every later start, once the network is up.
+install_unit() {
+  mkdir -p "$(dirname "${UNIT_FILE}")"
+  cat >"${UNIT_FILE}" <<EOF
+# Written by nat-boot: forwarding and masquerade at every start; the zone's routes when in service.
+[Unit]
+Description=NAT instance of ${NAT_ASG_NAME}
+Wants=network-online.target
+After=network-online.target nftables.service
+
+[Service]
+Type=oneshot
+ExecStart=${SCRIPT_FILE} start
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  systemctl enable "$(basename "${UNIT_FILE}")"
+}
+
+# First boot only: what a later start needs, since user data never runs again.
+persist_for_restarts() {
+  persist_config
+  persist_script
+  install_unit
+  log "persisted ${CONFIG_FILE} ${SCRIPT_FILE} ${UNIT_FILE}"
+}
+
+# Later start: the kernel settings and the rules the first boot wrote, loaded again.
+reapply_forwarding() {
+  sysctl -q -p "${SYSCTL_FILE}"
+}
+
+reapply_masquerade() {
+  nft -f "${NFT_RULES_FILE}"
+  log "masquerade from ${NFT_RULES_FILE}"
+}
+
+# True when every route table's route already targets this instance (a reboot of the serving NAT).
+routes_point_here() {
+  local -a tables targets
+  local target
+  read -r -a tables <<<"${NAT_ROUTE_TABLE_IDS}"
+  read -r -a targets <<<"$(aws_cli ec2 describe-route-tables --route-table-ids "${tables[@]}" \
+    --query "RouteTables[].Routes[?DestinationCidrBlock=='${NAT_ROUTE_DESTINATION}'][].NetworkInterfaceId" \
+    --output text)"
+  ((${#targets[@]} == ${#tables[@]})) || return 1
+  for target in "${targets[@]}"; do
+    [[ "${target}" == "${eni_id}" ]] || return 1
+  done
+}
+
+# In a warm pool: prepared, so the launch completes and Auto Scaling stops the instance. No route
+# and no Elastic IP is touched: the zone's NAT is another instance.
+wait_in_warm_pool() {
+  complete_launch
+  log "prepared, waiting in the warm pool (${target_state})"
+}
+
+# First boot (user data, no argument): prepare, then serve unless going into a warm pool.
+# Later start (the unit, "start"): load the persisted settings, then serve if Auto Scaling puts this
+# instance in service and the routes are not already here.
 main() {
+  local mode="${1:-first-boot}"
   setup_logging
   trap 'on_error ${LINENO}' ERR
+  log "boot mode ${mode}"
   step identity read_identity
-  step forwarding enable_forwarding
-  step masquerade configure_masquerade
+  if [[ "${mode}" == "start" ]]; then
+    step forwarding reapply_forwarding
+    step masquerade reapply_masquerade
+  else
+    step forwarding enable_forwarding
+    step masquerade configure_masquerade
+    step persist persist_for_restarts
+  fi
+  step target-state read_target_state
+  if [[ "${target_state}" == Warmed:* ]]; then
+    step warm-pool wait_in_warm_pool
+    return 0
+  fi
+  if [[ "${mode}" == "start" ]] && routes_point_here; then
+    log "routes already point at ${eni_id}: serving since before this start"
+    return 0
+  fi
   step source-dest-check disable_source_dest_check
   step elastic-ip associate_elastic_ip
   step routes point_routes
