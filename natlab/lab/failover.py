@@ -182,7 +182,8 @@ class _SwitchWatch:
                 return "switched"
             box = lab.sandbox(instance)
             # A boot that failed abandons its launch and Auto Scaling tries again: keep waiting then.
-            if box is not None and box.exit_code == 0 and self.boot_exited_at is None:
+            # A terminated sandbox is an earlier life (a warm instance's preparation), not this boot.
+            if box is not None and not box.terminated and box.exit_code == 0 and self.boot_exited_at is None:
                 self.boot_exited_at = time.monotonic()
                 result.new_instance, result.new_eni = instance, eni
         if self.boot_exited_at is not None and time.monotonic() - self.boot_exited_at > SETTLE_AFTER_BOOT:
@@ -273,7 +274,7 @@ def _wait_in_service(lab: Lab, result: FailoverResult) -> list[str]:
         if serving == [instance]:
             return serving
         box = lab.sandbox(instance) if instance else None
-        if exited_at is None and box is not None and box.exit_code is not None:
+        if exited_at is None and box is not None and not box.terminated and box.exit_code is not None:
             exited_at = time.monotonic()
         if exited_at is not None and time.monotonic() - exited_at > SETTLE_AFTER_BOOT:
             raise TimeoutError(f"its boot script exited {SETTLE_AFTER_BOOT:.0f} s ago")

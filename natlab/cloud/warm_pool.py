@@ -1,0 +1,214 @@
+"""An Auto Scaling warm pool's behaviour, which moto 5.2.5 lacks (it stores the configuration only).
+
+AWS (ASG user guide, "warm pools" and "Use lifecycle hooks with a warm pool"): the group keeps
+``MinSize`` (or ``MaxGroupPreparedCapacity - desired``, whichever is more) instances beside it. Each
+enters the pool through a launch: the launch hook holds it in ``Warmed:Pending:Wait`` while its user
+data runs (IMDS ``autoscaling/target-lifecycle-state`` says ``Warmed:Stopped``); once the hook is
+completed it is stopped (``Warmed:Stopped``). When the group needs an instance it takes one from the
+pool: it starts it, the launch hook fires again (``Pending:Wait``, target state ``InService``), and
+the pool is refilled by a new launch. An instance whose preparation is ABANDONed is terminated and
+replaced. With the pool empty, the group launches as it would without one.
+
+Here, in two parts:
+
+- :data:`WARM` (:class:`WarmPools`), the pool's members and each one's target lifecycle state. The
+  moto fix ``warm_pool`` (:mod:`natlab.cloud.moto_fixes`) reads it: DescribeWarmPool lists the
+  members, a launch into the group takes a ``Warmed:Stopped`` member first, CompleteLifecycleAction
+  answers for members, DeleteWarmPool terminates them. The fleet asks it which target state an
+  instance's IMDS serves.
+- :class:`WarmPoolKeeper`, driven by the ASG controller's polls: it fills each group's pool per
+  DescribeWarmPool (RunInstances from the group's launch template), stops members whose hook
+  completed with CONTINUE, and terminates those that ABANDONed.
+
+Timing: launch and stop take what the emulator and the fleet take, plus the controller's poll
+(``AwsDelays.poll_interval``); the start of a stopped instance takes ``AwsDelays.warm_start``
+(see there) before its units run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import botocore.exceptions
+
+logger = logging.getLogger(__name__)
+
+PENDING = "Warmed:Pending:Wait"  # launched into the pool, its boot script preparing it
+PROCEED = "Warmed:Pending:Proceed"  # hook completed with CONTINUE: to be stopped
+STOPPED = "Warmed:Stopped"  # prepared and stopped: ready to be taken
+ABANDONED = "Warmed:Terminating"  # hook completed with ABANDON: to be terminated
+IN_SERVICE = "InService"
+
+# Event kinds the keeper passes to emit.
+WARM_LAUNCHED = "warm-launched"
+WARM_STOPPED = "warm-stopped"
+WARM_ABANDONED = "warm-abandoned"
+WARM_TAKEN = "warm-taken"
+
+
+@dataclasses.dataclass
+class WarmInstance:
+    instance_id: str
+    group: str
+    state: str
+    target: str  # what IMDS says at autoscaling/target-lifecycle-state
+    changed_at: float = dataclasses.field(default_factory=time.monotonic)
+
+
+class WarmPools:
+    """Every group's warm pool members (thread-safe): the controller, moto's fix and the fleet share it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._members: dict[str, WarmInstance] = {}
+        self._targets: dict[str, str] = {}  # target states outlive membership (taken instances)
+
+    def add(self, group: str, instance_id: str, pool_state: str = "Stopped") -> None:
+        with self._lock:
+            self._members[instance_id] = WarmInstance(instance_id, group, PENDING, f"Warmed:{pool_state}")
+            self._targets[instance_id] = f"Warmed:{pool_state}"
+
+    def members(self, group: str | None = None) -> list[WarmInstance]:
+        with self._lock:
+            return [dataclasses.replace(m) for m in self._members.values() if group in (None, m.group)]
+
+    def get(self, instance_id: str) -> WarmInstance | None:
+        with self._lock:
+            member = self._members.get(instance_id)
+            return dataclasses.replace(member) if member else None
+
+    def set_state(self, instance_id: str, state: str) -> None:
+        with self._lock:
+            member = self._members.get(instance_id)
+            if member is not None:
+                member.state = state
+                member.changed_at = time.monotonic()
+
+    def take(self, group: str) -> str | None:
+        """A prepared member leaves the pool for the group (its target state becomes InService)."""
+        with self._lock:
+            ready = sorted(
+                (m for m in self._members.values() if m.group == group and m.state == STOPPED),
+                key=lambda m: m.changed_at,
+            )
+            if not ready:
+                return None
+            instance_id = ready[0].instance_id
+            del self._members[instance_id]
+            self._targets[instance_id] = IN_SERVICE
+            return instance_id
+
+    def remove(self, instance_id: str) -> None:
+        with self._lock:
+            self._members.pop(instance_id, None)
+
+    def remove_group(self, group: str) -> list[str]:
+        """Forget a group's pool (DeleteWarmPool); returns its members' ids."""
+        with self._lock:
+            gone = [i for i, m in self._members.items() if m.group == group]
+            for instance_id in gone:
+                del self._members[instance_id]
+            return gone
+
+    def target_state(self, instance_id: str) -> str | None:
+        """What IMDS says at ``autoscaling/target-lifecycle-state``; None for instances never in a pool."""
+        with self._lock:
+            return self._targets.get(instance_id)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._members.clear()
+            self._targets.clear()
+
+
+WARM = WarmPools()
+
+
+class _Backend(Protocol):
+    def client(self, service: str) -> Any: ...
+
+
+class WarmPoolKeeper:
+    """Fills, stops and cleans each group's warm pool; called by the ASG controller once a poll per group."""
+
+    def __init__(
+        self,
+        backend: _Backend,
+        emit: Callable[[str, str], None],
+        pools: WarmPools = WARM,
+        abandon_to_terminate: float = 0.0,
+        stop_after_continue: float = 0.0,
+        config_refresh: float = 1.0,
+    ) -> None:
+        """``config_refresh``: how long a group's DescribeWarmPool answer is reused (each call costs
+        the emulator a few ms of this process's CPU, and the pool's configuration rarely changes)."""
+        self.backend = backend
+        self._emit = emit
+        self.pools = pools
+        self.abandon_to_terminate = abandon_to_terminate
+        self.stop_after_continue = stop_after_continue
+        self.config_refresh = config_refresh
+        self._configs: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    def poll(self, group: dict[str, Any]) -> None:
+        name = group["AutoScalingGroupName"]
+        config = self._configuration(name)
+        if config is None:
+            return
+        now = time.monotonic()
+        for member in self.pools.members(name):
+            if member.state == PROCEED and now - member.changed_at >= self.stop_after_continue:
+                self._stop(member)
+            elif member.state == ABANDONED and now - member.changed_at >= self.abandon_to_terminate:
+                self._terminate(member)
+        missing = self.wanted(group, config) - len(self.pools.members(name))
+        for _ in range(max(missing, 0)):
+            self._launch(group, config)
+
+    @staticmethod
+    def wanted(group: dict[str, Any], config: dict[str, Any]) -> int:
+        """Pool size: MinSize, or the prepared capacity left beside the group's desired one if more."""
+        prepared = config.get("MaxGroupPreparedCapacity")
+        if prepared is None or prepared < 0:
+            prepared = group["MaxSize"]
+        return max(int(config.get("MinSize") or 0), prepared - group["DesiredCapacity"])
+
+    def _configuration(self, name: str) -> dict[str, Any] | None:
+        read_at, config = self._configs.get(name, (float("-inf"), None))
+        if time.monotonic() - read_at < self.config_refresh:
+            return config
+        try:
+            answer = self.backend.client("autoscaling").describe_warm_pool(AutoScalingGroupName=name)
+            config = answer.get("WarmPoolConfiguration") or None
+        except botocore.exceptions.ClientError:
+            config = None
+        self._configs[name] = (time.monotonic(), config)
+        return config
+
+    def _launch(self, group: dict[str, Any], config: dict[str, Any]) -> None:
+        template = group["LaunchTemplate"]
+        subnet = group["VPCZoneIdentifier"].split(",")[0]
+        reservation = self.backend.client("ec2").run_instances(
+            LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": template["Version"]},
+            MinCount=1,
+            MaxCount=1,
+            SubnetId=subnet,
+        )
+        instance_id = reservation["Instances"][0]["InstanceId"]
+        self.pools.add(group["AutoScalingGroupName"], instance_id, config.get("PoolState") or "Stopped")
+        self._emit(WARM_LAUNCHED, instance_id)
+
+    def _stop(self, member: WarmInstance) -> None:
+        self.backend.client("ec2").stop_instances(InstanceIds=[member.instance_id])
+        self.pools.set_state(member.instance_id, STOPPED)
+        self._emit(WARM_STOPPED, member.instance_id)
+
+    def _terminate(self, member: WarmInstance) -> None:
+        self.pools.remove(member.instance_id)
+        self._emit(WARM_ABANDONED, member.instance_id)
+        self.backend.client("ec2").terminate_instances(InstanceIds=[member.instance_id])
