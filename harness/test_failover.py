@@ -182,6 +182,7 @@ def test_replacement_is_a_cold_launch_when_no_warm_instance_is_ready(one_zone_la
         with lab.sabotaged(replacing("  step target-state read_target_state\n", hang)):
             preparing = warm.wait_for_member(lab, ZONE, PENDING)
             lab.fleet.wait_booted(preparing, timeout=lab.settings.sla)
+        assert lab.route_targets(ZONE) == routes_before
         result = run_failover(lab, ZONE, "terminate")
         record_failover(lab, result, "terminate-nat-1-zone-empty-warm-pool")
         assert result.problems == [], result.summary()

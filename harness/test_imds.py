@@ -115,3 +115,14 @@ def test_requests_are_recorded_with_status(served: tuple[Namespace, ImdsServer])
     last = imds.requests[before:]
     assert [(r.method, r.path, r.status) for r in last] == [("GET", "/latest/meta-data/instance-id", 401)]
     assert last[0].time > 0
+
+
+def test_target_lifecycle_state_is_served_once_set_and_follows_changes() -> None:
+    with Namespace("t-imds-tls") as ns, ImdsServer(ns, IDENTITY) as imds:
+        path = f"{BASE}/meta-data/autoscaling/target-lifecycle-state"
+        header = f"X-aws-ec2-metadata-token: {token(ns)}"
+        assert curl(ns, "-H", header, path)[0] == 404  # no Auto Scaling: no such path
+        imds.set_target_lifecycle_state("Warmed:Stopped")
+        assert curl(ns, "-H", header, path) == (200, "Warmed:Stopped")
+        imds.set_target_lifecycle_state("InService")
+        assert curl(ns, "-H", header, path) == (200, "InService")

@@ -12,8 +12,9 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
-from natlab.cloud import moto_fixes
+from natlab.cloud import moto_fixes, warm_pool
 from natlab.cloud.backend import MotoBackend
+from natlab.cloud.warm_pool import WarmPoolKeeper
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 MOTO_SERVER_ERROR = (ClientError, ResponseParserError)  # moto's HTTP 500 is an HTML page
@@ -316,3 +317,85 @@ def test_taking_one_fix_away_leaves_a_fix_wrapping_the_same_method_in_place(aws:
         pass
     make_group(aws, grace_period=0)
     assert _grace_period(aws, "nat-a") == 0
+
+
+# --- warm pool -----------------------------------------------------------------------------------
+
+
+def _prepared_warm_instance(aws: MotoBackend, name: str = "nat-a") -> str:
+    """Puts a Stopped warm pool on the group and walks its one instance through preparation."""
+    autoscaling = aws.client("autoscaling")
+    autoscaling.put_warm_pool(AutoScalingGroupName=name, MinSize=1, PoolState="Stopped")
+    keeper = WarmPoolKeeper(aws, emit=lambda kind, instance_id: None, config_refresh=0.0)
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    keeper.poll(group)  # launches into the pool
+    (instance,) = autoscaling.describe_warm_pool(AutoScalingGroupName=name)["Instances"]
+    assert instance["LifecycleState"] == warm_pool.PENDING
+    autoscaling.complete_lifecycle_action(  # what the boot script does once prepared
+        AutoScalingGroupName=name,
+        LifecycleHookName="launch",
+        LifecycleActionResult="CONTINUE",
+        InstanceId=instance["InstanceId"],
+    )
+    keeper.poll(group)  # stops it
+    (instance,) = autoscaling.describe_warm_pool(AutoScalingGroupName=name)["Instances"]
+    assert instance["LifecycleState"] == warm_pool.STOPPED
+    return instance["InstanceId"]
+
+
+def _state(aws: MotoBackend, instance_id: str) -> str:
+    reservation = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"][0]
+    return reservation["Instances"][0]["State"]["Name"]
+
+
+def test_a_replacement_is_the_prepared_warm_instance_started(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)
+    serving = only_instance(aws, "nat-a")
+    prepared = _prepared_warm_instance(aws)
+    assert _state(aws, prepared) == "stopped"
+    aws.client("ec2").terminate_instances(InstanceIds=[serving])
+    (member,) = group_instances(aws, "nat-a")
+    assert (member["InstanceId"], member["LifecycleState"]) == (prepared, "Pending:Wait")
+    assert _state(aws, prepared) == "running"
+    assert warm_pool.WARM.target_state(prepared) == "InService"
+    assert aws.client("autoscaling").describe_warm_pool(AutoScalingGroupName="nat-a")["Instances"] == []
+
+
+def test_an_abandoned_warm_instance_is_terminated_and_the_pool_refilled(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)
+    autoscaling = aws.client("autoscaling")
+    autoscaling.put_warm_pool(AutoScalingGroupName="nat-a", MinSize=1)
+    keeper = WarmPoolKeeper(aws, emit=lambda kind, instance_id: None, config_refresh=0.0)
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["nat-a"])["AutoScalingGroups"]
+    keeper.poll(group)
+    (broken,) = warm_pool.WARM.members("nat-a")
+    autoscaling.complete_lifecycle_action(
+        AutoScalingGroupName="nat-a",
+        LifecycleHookName="launch",
+        LifecycleActionResult="ABANDON",
+        InstanceId=broken.instance_id,
+    )
+    keeper.poll(group)
+    assert _state(aws, broken.instance_id) == "terminated"
+    (refill,) = autoscaling.describe_warm_pool(AutoScalingGroupName="nat-a")["Instances"]
+    assert refill["InstanceId"] != broken.instance_id and refill["LifecycleState"] == warm_pool.PENDING
+
+
+def test_deleting_the_warm_pool_terminates_its_instances(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)
+    prepared = _prepared_warm_instance(aws)
+    aws.client("autoscaling").delete_warm_pool(AutoScalingGroupName="nat-a", ForceDelete=True)
+    assert _state(aws, prepared) == "terminated"
+    assert warm_pool.WARM.members("nat-a") == []
+
+
+def test_plain_moto_lists_no_warm_instance_and_launches_cold(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)
+    serving = only_instance(aws, "nat-a")
+    prepared = _prepared_warm_instance(aws)
+    with moto_fixes.without("warm_pool"):
+        answer = aws.client("autoscaling").describe_warm_pool(AutoScalingGroupName="nat-a")
+        assert answer["Instances"] == []
+        aws.client("ec2").terminate_instances(InstanceIds=[serving])
+        (member,) = group_instances(aws, "nat-a")
+        assert member["InstanceId"] != prepared

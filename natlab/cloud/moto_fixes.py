@@ -362,7 +362,7 @@ def fix_warm_pool() -> None:
     group_cls = asg_models.FakeAutoScalingGroup
     original_replace = group_cls.replace_autoscaling_group_instances
     original_delete = AutoScalingResponse.delete_warm_pool
-    original_complete = AutoScalingResponse.complete_lifecycle_action
+    original_complete = getattr(AutoScalingResponse, "complete_lifecycle_action", None)  # lifecycle_hooks' fix
 
     def replace_autoscaling_group_instances(self: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
         while getattr(self, "warm_pool", None) is not None and count_needed > 0:  # set after the first launch
@@ -403,6 +403,8 @@ def fix_warm_pool() -> None:
         instance_id = self._get_param("InstanceId")
         member = warm_pool.WARM.get(instance_id)
         if member is None or member.state != warm_pool.PENDING:
+            if original_complete is None:
+                raise NotImplementedError("CompleteLifecycleAction (moto 5.2.5 without the lifecycle_hooks fix)")
             return original_complete(self)
         group_name = self._get_param("AutoScalingGroupName")
         hook_name = self._get_param("LifecycleHookName")
