@@ -399,3 +399,17 @@ def test_plain_moto_lists_no_warm_instance_and_launches_cold(aws: MotoBackend) -
         aws.client("ec2").terminate_instances(InstanceIds=[serving])
         (member,) = group_instances(aws, "nat-a")
         assert member["InstanceId"] != prepared
+
+
+def test_a_warm_instance_past_its_heartbeat_gets_the_hooks_default_result(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)  # DefaultResult ABANDON
+    autoscaling = aws.client("autoscaling")
+    autoscaling.put_warm_pool(AutoScalingGroupName="nat-a", MinSize=1)
+    keeper = WarmPoolKeeper(aws, emit=lambda kind, instance_id: None, config_refresh=0.0, lifecycle_timeout=0.0)
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["nat-a"])["AutoScalingGroups"]
+    keeper.poll(group)  # launches
+    (silent,) = warm_pool.WARM.members("nat-a")
+    keeper.poll(group)  # timed out: ABANDON
+    keeper.poll(group)  # terminated, and another launched
+    assert _state(aws, silent.instance_id) == "terminated"
+    assert [m.instance_id for m in warm_pool.WARM.members("nat-a")] != [silent.instance_id]

@@ -162,6 +162,7 @@ class AsgHealthController(Resource):
             emit=self._emit,
             abandon_to_terminate=self.delays.abandon_to_terminate,
             stop_after_continue=self.delays.warm_stop,
+            lifecycle_timeout=self.delays.lifecycle_timeout,
         )
         self.events: list[tuple[str, str, float]] = []
         self.errors = 0

@@ -48,7 +48,8 @@ IN_SERVICE = "InService"
 WARM_LAUNCHED = "warm-launched"
 WARM_STOPPED = "warm-stopped"
 WARM_ABANDONED = "warm-abandoned"
-WARM_TAKEN = "warm-taken"
+WARM_TIMEOUT = "warm-lifecycle-timeout"
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 
 
 @dataclasses.dataclass
@@ -144,16 +145,21 @@ class WarmPoolKeeper:
         abandon_to_terminate: float = 0.0,
         stop_after_continue: float = 0.0,
         config_refresh: float = 1.0,
+        lifecycle_timeout: float | None = None,
     ) -> None:
         """``config_refresh``: how long a group's DescribeWarmPool answer is reused (each call costs
-        the emulator a few ms of this process's CPU, and the pool's configuration rarely changes)."""
+        the emulator a few ms of this process's CPU, and the pool's configuration rarely changes).
+        ``lifecycle_timeout``: how long a member may stay in ``Warmed:Pending:Wait`` before the launch
+        hook's DefaultResult applies (None: the hook's HeartbeatTimeout)."""
         self.backend = backend
         self._emit = emit
         self.pools = pools
         self.abandon_to_terminate = abandon_to_terminate
         self.stop_after_continue = stop_after_continue
         self.config_refresh = config_refresh
+        self.lifecycle_timeout = lifecycle_timeout
         self._configs: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._hooks: dict[str, dict[str, Any] | None] = {}
 
     def poll(self, group: dict[str, Any]) -> None:
         name = group["AutoScalingGroupName"]
@@ -166,6 +172,8 @@ class WarmPoolKeeper:
                 self._stop(member)
             elif member.state == ABANDONED and now - member.changed_at >= self.abandon_to_terminate:
                 self._terminate(member)
+            elif member.state == PENDING:
+                self._check_timeout(name, member, now)
         missing = self.wanted(group, config) - len(self.pools.members(name))
         for _ in range(max(missing, 0)):
             self._launch(group, config)
@@ -202,6 +210,30 @@ class WarmPoolKeeper:
         instance_id = reservation["Instances"][0]["InstanceId"]
         self.pools.add(group["AutoScalingGroupName"], instance_id, config.get("PoolState") or "Stopped")
         self._emit(WARM_LAUNCHED, instance_id)
+        if self._launch_hook(group["AutoScalingGroupName"]) is None:
+            # Nothing holds it: Auto Scaling stops it whether or not its user data is done (why the
+            # module requires the hook with a pool).
+            self.pools.set_state(instance_id, PROCEED)
+
+    def _launch_hook(self, name: str) -> dict[str, Any] | None:
+        if name not in self._hooks:
+            hooks = self.backend.client("autoscaling").describe_lifecycle_hooks(AutoScalingGroupName=name)
+            launching = [h for h in hooks["LifecycleHooks"] if h.get("LifecycleTransition") == LAUNCHING]
+            self._hooks[name] = launching[0] if launching else None
+        return self._hooks[name]
+
+    def _check_timeout(self, name: str, member: WarmInstance, now: float) -> None:
+        hook = self._launch_hook(name)
+        if hook is None:
+            return
+        timeout = self.lifecycle_timeout
+        if timeout is None:
+            timeout = float(hook.get("HeartbeatTimeout", 3600))
+        if now - member.changed_at >= timeout:
+            result = hook.get("DefaultResult", "ABANDON")
+            logger.info("%s: warm pool launch hook timed out, applying %s", member.instance_id, result)
+            self._emit(WARM_TIMEOUT, member.instance_id)
+            self.pools.set_state(member.instance_id, PROCEED if result == "CONTINUE" else ABANDONED)
 
     def _stop(self, member: WarmInstance) -> None:
         self.backend.client("ec2").stop_instances(InstanceIds=[member.instance_id])
