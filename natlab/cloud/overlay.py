@@ -1,4 +1,4 @@
-"""The instance's private ``/etc``, ``/var/log``, ``/var/lib`` and ``/usr/local/sbin``: overlays whose writes land in its own dir.
+"""The instance's private ``/etc``, ``/var/log``, ``/var/lib``, ``/usr/local/sbin``: overlays writing to its own dir.
 
 The boot wrapper mounts, in the instance's private mount namespace, an overlay on each of
 ``OVERLAID`` with the host's directory as the lower layer and ``<instance dir>/upper/<dir>`` as the
