@@ -494,10 +494,11 @@ routes_point_here() {
 }
 
 # In a warm pool: prepared, so the launch completes and Auto Scaling stops the instance. No route
-# and no Elastic IP is touched: the zone's NAT is another instance.
+# and no Elastic IP is touched: the zone's NAT is another instance. Logged first: the stop that
+# follows the hook may end this script before its last lines.
 wait_in_warm_pool() {
-  complete_launch
   log "prepared, waiting in the warm pool (${target_state})"
+  complete_launch
 }
 
 # First boot (user data, no argument): prepare, then serve unless going into a warm pool.
