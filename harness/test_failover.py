@@ -151,6 +151,23 @@ def test_route_moves_to_a_warm_instance_started_from_the_pool(one_zone_lab: Lab,
         assert warm.wait_for_member(lab, ZONE, besides={prepared}), "the pool was not refilled"
 
 
+def test_a_warm_replacement_serves_even_when_dnf_fails_at_failover_time(one_zone_lab: Lab):
+    lab = one_zone_lab
+    if lab.settings.image != "al2023":
+        pytest.skip(f"--image {lab.settings.image} has nftables: no boot runs dnf")
+    with warm.warm_pool(lab, ZONE):
+        prepared = warm.wait_for_member(lab, ZONE)  # nftables installed while it was prepared
+        # The same fault abandons a cold launch (test_a_replacement_whose_dnf_never_works_...).
+        with lab.dnf_on_next_boot(DnfModel("fail")):
+            result = run_failover(lab, ZONE, "terminate", measure_outage=False)
+        assert result.problems == [], result.summary()
+        assert result.new_instance == prepared and lab.dnf_faulted[-1] == prepared, result.summary()
+        box = lab.sandbox(prepared)
+        assert box is not None and box.started_again
+        start = box.boot_log().split("boot mode start", 1)[1]
+        assert "step=install" not in start and "step=routes done" in start, box.describe()
+
+
 def test_a_warm_instance_that_fails_preparation_is_abandoned_and_replaced_in_the_pool(one_zone_lab: Lab):
     lab = one_zone_lab
     routes_before = lab.route_targets(ZONE)
