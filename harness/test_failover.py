@@ -18,6 +18,7 @@ from natlab.lab.failover import FAULTS, run_failover
 from natlab.lab.lab import Lab
 from natlab.module import bootlog
 from natlab.module.userdata import render
+from natlab.waiting import wait_until
 
 ZONE = "us-east-1a"
 INSTALL_NFTABLES = "dnf install -y --setopt=install_weak_deps=False nftables"
@@ -119,7 +120,9 @@ def replacing(old: str, new: str):
 
 def assert_waits_in_the_pool_without_touching_the_zone(lab: Lab, instance_id: str, routes_before: dict) -> None:
     box = lab.sandbox(instance_id)
-    assert box is not None and box.terminated, "a Warmed:Stopped instance must have been stopped"
+    assert box is not None
+    # Stopped: the fleet ends its sandbox at its next look (every 0.2 s).
+    wait_until(lambda: box.terminated, what=f"the stop of {instance_id}", timeout=5, interval=0.05)
     assert lab.route_targets(ZONE) == routes_before
     steps = [step.name for step in bootlog.steps(box.log_lines())]
     assert "routes" not in steps and "elastic-ip" not in steps and "source-dest-check" not in steps, steps

@@ -28,6 +28,7 @@ from .clients import aws_client
 from .image import Image
 from .imds import InstanceIdentity
 from .sandbox import InstanceSandbox
+from .warm_pool import WarmPools
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +123,19 @@ class InstanceFleet(Resource):
         poll_interval: float = 0.2,
         on_event: Callable[[FleetEvent], None] | None = None,
         image_for: Callable[[str], Image] | None = None,
-        target_state: Callable[[str], str | None] | None = None,
+        warm_pools: WarmPools | None = None,
         **sandbox_kwargs: Any,
     ) -> None:
-        """``target_state(instance id)``: the warm pools' view (``natlab.cloud.warm_pool.WARM``): an
-        instance it knows boots even outside a group, with IMDS saying that target lifecycle state;
-        other group instances are told ``InService``."""
+        """``warm_pools`` (``natlab.cloud.warm_pool.WARM``): an instance it knows boots even outside a
+        group, with IMDS saying its target lifecycle state (other group instances are told
+        ``InService``), and a stop it counts ends the sandbox even if no poll saw the instance stopped
+        (a pool instance can be stopped and started again between two polls)."""
         self.backend_port = backend_port
         self.region = region
         self.poll_interval = poll_interval
         self.on_event = on_event
         self.image_for = image_for
-        self.target_state = target_state or (lambda instance_id: None)
+        self.warm_pools = warm_pools
         self.sandbox_kwargs = sandbox_kwargs
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="natlab-fleet-")) if workdir is None else Path(workdir)
@@ -141,6 +143,7 @@ class InstanceFleet(Resource):
         self.events: list[FleetEvent] = []
         self._failed: set[str] = set()
         self._stopped: set[str] = set()  # instances whose sandbox died because they were stopped
+        self._stops_at_boot: dict[str, int] = {}  # instance id -> warm_pools' stop count at its boot
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -210,8 +213,12 @@ class InstanceFleet(Resource):
             for instance in self._instances():
                 iid, state = instance["InstanceId"], instance["State"]["Name"]
                 in_asg = iid in members or ASG_TAG in {t["Key"] for t in instance.get("Tags", [])}
-                in_asg = in_asg or self.target_state(iid) is not None
+                in_asg = in_asg or self._target_state(iid) is not None
                 box = self.sandboxes.get(iid)
+                if box is not None and not box.terminated and self._stopped_since_boot(iid):
+                    box.terminate()
+                    self._stopped.add(iid)
+                    self._emit("stopped", iid, state=state)
                 if box is None and in_asg and state == "running" and iid not in self._failed:
                     self._boot(instance)
                 elif box is not None and box.terminated and state == "running" and iid in self._stopped:
@@ -229,6 +236,8 @@ class InstanceFleet(Resource):
         ``started_again``: the instance ran before and was stopped; its instance dir is its disk.
         """
         iid = instance["InstanceId"]
+        if self.warm_pools is not None:
+            self._stops_at_boot[iid] = self.warm_pools.stops(iid)
         kwargs = dict(self.sandbox_kwargs)
         if started_again:
             kwargs["boot_delay"] = max(0.0, kwargs.get("boot_delay", 0.0) - LAUNCH_ONLY_SECONDS)
@@ -242,7 +251,7 @@ class InstanceFleet(Resource):
                 self.backend_port,
                 workdir=self.workdir,
                 on_exit=self._exited,
-                target_lifecycle_state=self.target_state(iid) or "InService",
+                target_lifecycle_state=self._target_state(iid) or "InService",
                 started_again=started_again,
                 **kwargs,
                 **image,
@@ -263,6 +272,14 @@ class InstanceFleet(Resource):
             eni=identity.interface_id,
             boot_delay=box.boot_delay,
         )
+
+    def _target_state(self, instance_id: str) -> str | None:
+        return self.warm_pools.target_state(instance_id) if self.warm_pools is not None else None
+
+    def _stopped_since_boot(self, instance_id: str) -> bool:
+        if self.warm_pools is None:
+            return False
+        return self.warm_pools.stops(instance_id) > self._stops_at_boot.get(instance_id, 0)
 
     def _exited(self, box: InstanceSandbox, code: int) -> None:
         if not box.terminated:

@@ -68,6 +68,7 @@ class WarmPools:
         self._lock = threading.Lock()
         self._members: dict[str, WarmInstance] = {}
         self._targets: dict[str, str] = {}  # target states outlive membership (taken instances)
+        self._stops: dict[str, int] = {}  # how often the keeper stopped each instance
 
     def add(self, group: str, instance_id: str, pool_state: str = "Stopped") -> None:
         with self._lock:
@@ -89,6 +90,15 @@ class WarmPools:
             if member is not None:
                 member.state = state
                 member.changed_at = time.monotonic()
+
+    def note_stopped(self, instance_id: str) -> None:
+        with self._lock:
+            self._stops[instance_id] = self._stops.get(instance_id, 0) + 1
+
+    def stops(self, instance_id: str) -> int:
+        """How often the instance was stopped for the pool (the fleet ends its sandbox on each)."""
+        with self._lock:
+            return self._stops.get(instance_id, 0)
 
     def take(self, group: str) -> str | None:
         """A prepared member leaves the pool for the group (its target state becomes InService)."""
@@ -125,6 +135,7 @@ class WarmPools:
         with self._lock:
             self._members.clear()
             self._targets.clear()
+            self._stops.clear()
 
 
 WARM = WarmPools()
@@ -237,6 +248,7 @@ class WarmPoolKeeper:
 
     def _stop(self, member: WarmInstance) -> None:
         self.backend.client("ec2").stop_instances(InstanceIds=[member.instance_id])
+        self.pools.note_stopped(member.instance_id)
         self.pools.set_state(member.instance_id, STOPPED)
         self._emit(WARM_STOPPED, member.instance_id)
 

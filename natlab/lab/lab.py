@@ -127,7 +127,7 @@ class Lab(Resource):
                     region=self.backend.region,
                     on_event=self._on_fleet_event,
                     poll_interval=FLEET_POLL_INTERVAL,
-                    target_state=WARM.target_state if isinstance(self.backend, MotoBackend) else None,
+                    warm_pools=WARM if isinstance(self.backend, MotoBackend) else None,
                     boot_delay=self.settings.boot_delay,
                     user_data_transform=self._transform_user_data,
                     image_for=self._image_for,
