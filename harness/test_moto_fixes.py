@@ -413,3 +413,20 @@ def test_a_warm_instance_past_its_heartbeat_gets_the_hooks_default_result(aws: M
     keeper.poll(group)  # terminated, and another launched
     assert _state(aws, silent.instance_id) == "terminated"
     assert [m.instance_id for m in warm_pool.WARM.members("nat-a")] != [silent.instance_id]
+
+
+def test_a_pool_instance_launched_while_its_pool_is_deleted_is_terminated(aws: MotoBackend) -> None:
+    ids = make_group(aws, hook=True)
+    autoscaling = aws.client("autoscaling")
+    autoscaling.put_warm_pool(AutoScalingGroupName="nat-a", MinSize=1)
+    keeper = WarmPoolKeeper(aws, emit=lambda kind, instance_id: None)  # caches DescribeWarmPool for 1 s
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["nat-a"])["AutoScalingGroups"]
+    keeper.poll(group)
+    autoscaling.delete_warm_pool(AutoScalingGroupName="nat-a", ForceDelete=True)
+    # A launch that raced the deletion: the keeper had already decided the pool needed it.
+    ec2 = aws.client("ec2")
+    late = ec2.run_instances(ImageId="ami-03c3da4cfa8e8943a", MinCount=1, MaxCount=1, SubnetId=ids["subnet"])
+    warm_pool.WARM.add("nat-a", late["Instances"][0]["InstanceId"])
+    keeper.poll(group)  # the deletion is seen at once, not after the cache's second
+    assert _state(aws, late["Instances"][0]["InstanceId"]) == "terminated"
+    assert warm_pool.WARM.members("nat-a") == []

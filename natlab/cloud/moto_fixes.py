@@ -362,6 +362,7 @@ def fix_warm_pool() -> None:
     group_cls = asg_models.FakeAutoScalingGroup
     original_replace = group_cls.replace_autoscaling_group_instances
     original_delete = AutoScalingResponse.delete_warm_pool
+    original_put = AutoScalingResponse.put_warm_pool
     original_complete = getattr(AutoScalingResponse, "complete_lifecycle_action", None)  # lifecycle_hooks' fix
 
     def replace_autoscaling_group_instances(self: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
@@ -392,9 +393,16 @@ def fix_warm_pool() -> None:
             )
         return ActionResult({"WarmPoolConfiguration": configuration, "Instances": instances})
 
+    def put_warm_pool(self: Any) -> Any:
+        result = original_put(self)
+        warm_pool.WARM.note_configured(self._get_param("AutoScalingGroupName"))
+        return result
+
     def delete_warm_pool(self: Any) -> Any:
-        members = warm_pool.WARM.remove_group(self._get_param("AutoScalingGroupName"))
+        name = self._get_param("AutoScalingGroupName")
+        members = warm_pool.WARM.remove_group(name)
         result = original_delete(self)
+        warm_pool.WARM.note_configured(name)
         if members:
             self.autoscaling_backend.ec2_backend.terminate_instances(members)
         return result
@@ -419,6 +427,7 @@ def fix_warm_pool() -> None:
 
     _patch(group_cls, "replace_autoscaling_group_instances", replace_autoscaling_group_instances)
     _patch(AutoScalingResponse, "describe_warm_pool", describe_warm_pool)
+    _patch(AutoScalingResponse, "put_warm_pool", put_warm_pool)
     _patch(AutoScalingResponse, "delete_warm_pool", delete_warm_pool)
     _patch(AutoScalingResponse, "complete_lifecycle_action", complete_lifecycle_action)
 

@@ -49,6 +49,7 @@ WARM_LAUNCHED = "warm-launched"
 WARM_STOPPED = "warm-stopped"
 WARM_ABANDONED = "warm-abandoned"
 WARM_TIMEOUT = "warm-lifecycle-timeout"
+WARM_ORPHANED = "warm-orphaned"  # launched while its pool was being deleted: terminated
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 
 
@@ -69,6 +70,7 @@ class WarmPools:
         self._members: dict[str, WarmInstance] = {}
         self._targets: dict[str, str] = {}  # target states outlive membership (taken instances)
         self._stops: dict[str, int] = {}  # how often the keeper stopped each instance
+        self._changes: dict[str, int] = {}  # group -> PutWarmPool/DeleteWarmPool calls seen
 
     def add(self, group: str, instance_id: str, pool_state: str = "Stopped") -> None:
         with self._lock:
@@ -90,6 +92,15 @@ class WarmPools:
             if member is not None:
                 member.state = state
                 member.changed_at = time.monotonic()
+
+    def note_configured(self, group: str) -> None:
+        """PutWarmPool or DeleteWarmPool on ``group``: a cached DescribeWarmPool answer is stale."""
+        with self._lock:
+            self._changes[group] = self._changes.get(group, 0) + 1
+
+    def configuration_changes(self, group: str) -> int:
+        with self._lock:
+            return self._changes.get(group, 0)
 
     def note_stopped(self, instance_id: str) -> None:
         with self._lock:
@@ -136,6 +147,7 @@ class WarmPools:
             self._members.clear()
             self._targets.clear()
             self._stops.clear()
+            self._changes.clear()
 
 
 WARM = WarmPools()
@@ -169,13 +181,14 @@ class WarmPoolKeeper:
         self.stop_after_continue = stop_after_continue
         self.config_refresh = config_refresh
         self.lifecycle_timeout = lifecycle_timeout
-        self._configs: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._configs: dict[str, tuple[float, int, dict[str, Any] | None]] = {}
         self._hooks: dict[str, dict[str, Any] | None] = {}
 
     def poll(self, group: dict[str, Any]) -> None:
         name = group["AutoScalingGroupName"]
         config = self._configuration(name)
         if config is None:
+            self._terminate_orphans(name)
             return
         now = time.monotonic()
         for member in self.pools.members(name):
@@ -186,7 +199,9 @@ class WarmPoolKeeper:
             elif member.state == PENDING:
                 self._check_timeout(name, member, now)
         missing = self.wanted(group, config) - len(self.pools.members(name))
-        for _ in range(max(missing, 0)):
+        if missing > 0:
+            config = self._configuration(name, fresh=True)  # a launch is rare: not on a cached answer
+        for _ in range(max(missing, 0) if config is not None else 0):
             self._launch(group, config)
 
     @staticmethod
@@ -197,16 +212,23 @@ class WarmPoolKeeper:
             prepared = group["MaxSize"]
         return max(int(config.get("MinSize") or 0), prepared - group["DesiredCapacity"])
 
-    def _configuration(self, name: str) -> dict[str, Any] | None:
-        read_at, config = self._configs.get(name, (float("-inf"), None))
-        if time.monotonic() - read_at < self.config_refresh:
+    def _terminate_orphans(self, name: str) -> None:
+        """Members of a pool that no longer exists (launched while it was being deleted) go with it."""
+        for member in self.pools.members(name):
+            self._terminate(member, WARM_ORPHANED)
+
+    def _configuration(self, name: str, fresh: bool = False) -> dict[str, Any] | None:
+        read_at, changes, config = self._configs.get(name, (float("-inf"), -1, None))
+        unchanged = changes == self.pools.configuration_changes(name)
+        if not fresh and unchanged and time.monotonic() - read_at < self.config_refresh:
             return config
+        changes = self.pools.configuration_changes(name)
         try:
             answer = self.backend.client("autoscaling").describe_warm_pool(AutoScalingGroupName=name)
             config = answer.get("WarmPoolConfiguration") or None
         except botocore.exceptions.ClientError:
             config = None
-        self._configs[name] = (time.monotonic(), config)
+        self._configs[name] = (time.monotonic(), changes, config)
         return config
 
     def _launch(self, group: dict[str, Any], config: dict[str, Any]) -> None:
@@ -252,7 +274,7 @@ class WarmPoolKeeper:
         self.pools.set_state(member.instance_id, STOPPED)
         self._emit(WARM_STOPPED, member.instance_id)
 
-    def _terminate(self, member: WarmInstance) -> None:
+    def _terminate(self, member: WarmInstance, kind: str = WARM_ABANDONED) -> None:
         self.pools.remove(member.instance_id)
-        self._emit(WARM_ABANDONED, member.instance_id)
+        self._emit(kind, member.instance_id)
         self.backend.client("ec2").terminate_instances(InstanceIds=[member.instance_id])
