@@ -18,11 +18,16 @@ Here, in two parts:
   instance's IMDS serves.
 - :class:`WarmPoolKeeper`, driven by the ASG controller's polls: it fills each group's pool per
   DescribeWarmPool (RunInstances from the group's launch template), stops members whose hook
-  completed with CONTINUE, and terminates those that ABANDONed.
+  completed with CONTINUE, terminates those that ABANDONed or outlived the hook's heartbeat with
+  DefaultResult ABANDON, and those left by a deleted pool.
 
-Timing: launch and stop take what the emulator and the fleet take, plus the controller's poll
-(``AwsDelays.poll_interval``); the start of a stopped instance takes ``AwsDelays.warm_start``
-(see there) before its units run.
+Timing: a launch into the pool and a start take what the emulator and the fleet take, plus the
+controller's poll (``AwsDelays.poll_interval``); the stop follows the hook's CONTINUE after
+``AwsDelays.warm_stop`` (an OS shutdown: "a few seconds", an estimate); the fleet takes
+``LAUNCH_ONLY_SECONDS`` (3 s, an estimate from RunInstances' ~1.5-5 s) off ``--boot-delay`` for a
+start, since the OS boots all the same. Not modelled: ``Warmed:Running`` and ``Warmed:Hibernated``
+pools (the module offers neither), health checks of pool instances, and an instance refresh
+replacing pool instances.
 """
 
 from __future__ import annotations
