@@ -6,11 +6,12 @@ the last one destroys it and checks the emulator holds nothing of the module any
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
-from natlab.cloud import moto_fixes
+from natlab.cloud import moto_fixes, warm_pool
 from natlab.cloud.image import DnfModel
 from natlab.cloud.warm_pool import PENDING
 from natlab.lab import first_run, warm
@@ -169,6 +170,40 @@ def test_a_warm_replacement_serves_even_when_dnf_fails_at_failover_time(one_zone
         assert box is not None and box.started_again
         start = box.boot_log().split("boot mode start", 1)[1]
         assert "step=install" not in start and "step=routes done" in start, box.describe()
+
+
+def test_a_start_that_reads_a_warm_state_reads_again_until_in_service(one_zone_lab: Lab, monkeypatch):
+    lab = one_zone_lab
+    take = warm_pool.WARM.take
+
+    def lagging_take(group: str) -> str | None:
+        """Auto Scaling takes the instance, but IMDS still says Warmed:Stopped when it starts."""
+        instance_id = take(group)
+        if instance_id is not None:
+            warm_pool.WARM.set_target_state(instance_id, "Warmed:Stopped")
+        return instance_id
+
+    def imds_catches_up(instance_id: str) -> None:
+        box = lab.fleet.wait_for(lambda fleet: _started_again(fleet.get(instance_id)), timeout=lab.settings.sla)
+        wait_until(lambda: "reading it again" in box.boot_log(), what="a second read", timeout=lab.settings.sla)
+        assert box.imds is not None
+        box.imds.set_target_lifecycle_state("InService")
+
+    with warm.warm_pool(lab, ZONE):
+        prepared = warm.wait_for_member(lab, ZONE)
+        monkeypatch.setattr(warm_pool.WARM, "take", lagging_take)
+        catching_up = threading.Thread(target=imds_catches_up, args=(prepared,), daemon=True)
+        catching_up.start()
+        result = run_failover(lab, ZONE, "terminate", measure_outage=False)
+        catching_up.join(timeout=5)
+        assert result.problems == [] and result.new_instance == prepared, result.summary()
+        start = lab.sandbox(prepared).boot_log().split("boot mode start", 1)[1]
+        assert "step=in-service target lifecycle state Warmed:Stopped at a start" in start, start
+        assert "step=routes done" in start, start
+
+
+def _started_again(box):
+    return box if box is not None and box.started_again else None
 
 
 def test_a_warm_instance_that_fails_preparation_is_abandoned_and_replaced_in_the_pool(one_zone_lab: Lab):

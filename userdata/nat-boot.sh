@@ -20,6 +20,13 @@ readonly SYSCTL_FILE="/etc/sysctl.d/90-nat-instance.conf"
 readonly CONFIG_FILE="${NAT_CONFIG_FILE:-/etc/nat-instance/config}"
 readonly SCRIPT_FILE="/usr/local/sbin/nat-instance"
 readonly UNIT_FILE="/etc/systemd/system/nat-instance.service"
+# Written once this instance has served the zone: only then can a later start (a reboot) find the
+# routes already here, so only then is that worth an API call on the way to serving.
+readonly SERVED_MARKER="/var/lib/nat-instance/served"
+# A start out of a warm pool must read InService; Auto Scaling updates the value as the instance
+# "prepares to transition" (ASG user guide), so a Warmed:* answer then is read again for up to a minute.
+readonly TARGET_STATE_ATTEMPTS="${NAT_TARGET_STATE_ATTEMPTS:-12}"
+readonly TARGET_STATE_PAUSE="${NAT_TARGET_STATE_PAUSE:-5}"
 export AWS_RETRY_MODE="${AWS_RETRY_MODE:-standard}"
 export AWS_MAX_ATTEMPTS="${AWS_MAX_ATTEMPTS:-5}"
 export AWS_PAGER=""
@@ -420,6 +427,21 @@ read_target_state() {
   log "target lifecycle state ${target_state}"
 }
 
+# At a later start Warmed:* would complete the hook of an instance leaving the pool without serving:
+# an InService instance with no route. Read again until InService; still Warmed:* fails the boot,
+# which abandons the launch, and Auto Scaling replaces the instance.
+wait_for_in_service() {
+  local attempt
+  for ((attempt = 1; attempt <= TARGET_STATE_ATTEMPTS; attempt++)); do
+    log "target lifecycle state ${target_state} at a start: reading it again in ${TARGET_STATE_PAUSE} s"
+    sleep "${TARGET_STATE_PAUSE}"
+    read_target_state
+    [[ "${target_state}" != Warmed:* ]] && return 0
+  done
+  log "still ${target_state} after ${TARGET_STATE_ATTEMPTS} reads: not serving from a warm pool state"
+  return 1
+}
+
 # The configuration as sourceable bash, so a later start runs with the very values of the first boot.
 persist_config() {
   local name
@@ -493,6 +515,12 @@ routes_point_here() {
   done
 }
 
+# The routes point here: a later start of this instance is a reboot of a serving NAT.
+remember_serving() {
+  mkdir -p "$(dirname "${SERVED_MARKER}")"
+  date -u +%Y-%m-%dT%H:%M:%SZ >"${SERVED_MARKER}"
+}
+
 # In a warm pool: prepared, so the launch completes and Auto Scaling stops the instance. No route
 # and no Elastic IP is touched: the zone's NAT is another instance. Logged first: the stop that
 # follows the hook may end this script before its last lines.
@@ -519,17 +547,21 @@ main() {
     step persist persist_for_restarts
   fi
   step target-state read_target_state
+  if [[ "${mode}" == "start" && "${target_state}" == Warmed:* ]]; then
+    step in-service wait_for_in_service
+  fi
   if [[ "${target_state}" == Warmed:* ]]; then
     step warm-pool wait_in_warm_pool
     return 0
   fi
-  if [[ "${mode}" == "start" ]] && routes_point_here; then
+  if [[ "${mode}" == "start" && -e "${SERVED_MARKER}" ]] && routes_point_here; then
     log "routes already point at ${eni_id}: serving since before this start"
     return 0
   fi
   step source-dest-check disable_source_dest_check
   step elastic-ip associate_elastic_ip
   step routes point_routes
+  remember_serving
   step lifecycle complete_launch
   step facts record_facts
   current_step="ready"

@@ -142,6 +142,11 @@ class WarmPools:
                 del self._members[instance_id]
             return gone
 
+    def set_target_state(self, instance_id: str, state: str) -> None:
+        """What IMDS will say at the instance's next boot (a scenario can make it lag)."""
+        with self._lock:
+            self._targets[instance_id] = state
+
     def target_state(self, instance_id: str) -> str | None:
         """What IMDS says at ``autoscaling/target-lifecycle-state``; None for instances never in a pool."""
         with self._lock:
