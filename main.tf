@@ -415,6 +415,7 @@ resource "aws_autoscaling_group" "this" {
   vpc_zone_identifier       = [each.value.public_subnet_id]
   health_check_type         = "EC2"
   health_check_grace_period = local.health_check_grace_period
+  force_delete_warm_pool    = true
 
   launch_template {
     id      = aws_launch_template.this[each.key].id
@@ -429,6 +430,21 @@ resource "aws_autoscaling_group" "this" {
       lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"
       default_result       = "ABANDON"
       heartbeat_timeout    = var.lifecycle_hook_heartbeat_timeout
+    }
+  }
+
+  # Prepared instances wait stopped; a replacement starts one instead of a
+  # cold launch (README, "Warm pool"). On destroy its instances go with it.
+  dynamic "warm_pool" {
+    for_each = var.warm_pool == null ? [] : [var.warm_pool]
+
+    content {
+      pool_state = warm_pool.value.pool_state
+      min_size   = warm_pool.value.min_size
+
+      instance_reuse_policy {
+        reuse_on_scale_in = warm_pool.value.reuse_on_scale_in
+      }
     }
   }
 

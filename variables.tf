@@ -279,6 +279,31 @@ variable "lifecycle_hook_heartbeat_timeout" {
   }
 }
 
+variable "warm_pool" {
+  description = "A warm pool per zone: instances launched ahead, prepared by their first boot (nftables installed, configuration written), then stopped, so a replacement only starts one and takes over. `pool_state` is `Stopped` (a stopped instance costs its EBS volume only); `min_size` is how many wait per zone; `reuse_on_scale_in` returns an instance to the pool instead of terminating it on scale-in. Null turns the warm pool off (every replacement is a cold launch). Needs `launch_lifecycle_hook`: the hook holds an instance until its preparation is done."
+  type = object({
+    pool_state        = optional(string, "Stopped")
+    min_size          = optional(number, 1)
+    reuse_on_scale_in = optional(bool, false)
+  })
+  default = {}
+
+  validation {
+    condition     = var.warm_pool == null || try(var.warm_pool.pool_state == "Stopped", false)
+    error_message = "warm_pool.pool_state must be \"Stopped\". \"Running\" is not offered: the boot script acts when the instance starts, and a running warm instance is not started again when it leaves the pool. \"Hibernated\" needs a hibernation-capable launch template (encrypted root volume sized for RAM, hibernation_options) that the module does not make."
+  }
+
+  validation {
+    condition     = var.warm_pool == null || try(var.warm_pool.min_size >= 1 && var.warm_pool.min_size <= 10 && floor(var.warm_pool.min_size) == var.warm_pool.min_size, false)
+    error_message = "warm_pool.min_size must be a whole number from 1 to 10 (instances waiting per zone); set warm_pool = null for no warm pool."
+  }
+
+  validation {
+    condition     = var.warm_pool == null || var.launch_lifecycle_hook
+    error_message = "warm_pool needs launch_lifecycle_hook = true: without the hook Auto Scaling stops a warm instance before its boot script has prepared it. Set warm_pool = null or keep the hook."
+  }
+}
+
 variable "status_check_alarm" {
   description = "Whether to create, per zone, a CloudWatch alarm on the EC2 status checks of the zone's Auto Scaling group (two consecutive failed minutes). It notifies `notification_topic_arn` and takes no other action: the group's own health check replaces an impaired instance."
   type        = bool

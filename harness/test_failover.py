@@ -6,15 +6,20 @@ the last one destroys it and checks the emulator holds nothing of the module any
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
+from natlab.cloud import moto_fixes, warm_pool
 from natlab.cloud.image import DnfModel
-from natlab.lab import first_run, inbound
+from natlab.cloud.warm_pool import PENDING
+from natlab.lab import first_run, inbound, warm
 from natlab.lab.failover import FAULTS, run_failover
 from natlab.lab.lab import Lab
+from natlab.module import bootlog
 from natlab.module.userdata import render
+from natlab.waiting import wait_until
 
 ZONE = "us-east-1a"
 INSTALL_NFTABLES = "dnf install -y --setopt=install_weak_deps=False nftables"
@@ -116,6 +121,157 @@ def test_packets_flow_before_stop_during_and_flow_after_failover(one_zone_lab: L
     # must not be left hanging.
     assert one_zone_lab.zones[ZONE].eip_allocation_id, "this scenario expects the one-zone lab's Elastic IP"
     assert result.tcp_outcome in ("survived", "reset"), result.summary()
+
+
+# --- warm pool (issue 9): a replacement is a prepared, stopped instance, started again -------------
+
+
+def boot_modes(lab: Lab, instance_id: str) -> list[str]:
+    """The boot script's runs on this instance: "first-boot" (user data), then "start" (its unit)."""
+    box = lab.sandbox(instance_id)
+    assert box is not None, f"{instance_id} never booted"
+    return [line.message.split()[-1] for line in box.log_lines() if line.message.startswith("boot mode ")]
+
+
+def replacing(old: str, new: str):
+    """A user-data transform that replaces one line of the real boot script (and fails if it is gone)."""
+
+    def transform(user_data: bytes) -> bytes:
+        text = user_data.decode()
+        assert old in text, f"the boot script no longer has {old.strip()!r}: update this scenario"
+        return text.replace(old, new).encode()
+
+    return transform
+
+
+def assert_waits_in_the_pool_without_touching_the_zone(lab: Lab, instance_id: str, routes_before: dict) -> None:
+    box = lab.sandbox(instance_id)
+    assert box is not None
+    # Stopped: the fleet ends its sandbox at its next look (every 0.2 s).
+    wait_until(lambda: box.terminated, what=f"the stop of {instance_id}", timeout=5, interval=0.05)
+    assert lab.route_targets(ZONE) == routes_before
+    steps = [step.name for step in bootlog.steps(box.log_lines())]
+    assert "routes" not in steps and "elastic-ip" not in steps and "source-dest-check" not in steps, steps
+    assert "prepared, waiting in the warm pool (Warmed:Stopped)" in box.boot_log(), box.describe()
+    eni = lab.primary_eni(instance_id)
+    assert lab.ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]["SourceDestCheck"]
+    assert boot_modes(lab, instance_id) == ["first-boot"]
+    etc = box.etc_changes()
+    assert "ExecStart=/usr/local/sbin/nat-instance start" in (etc.get("systemd/system/nat-instance.service") or "")
+    wants = box.upper("/etc") / "systemd/system/multi-user.target.wants/nat-instance.service"
+    assert wants.is_symlink(), "systemctl enable left no wants link"
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_route_moves_to_a_warm_instance_started_from_the_pool(one_zone_lab: Lab, record_failover, fault: str):
+    lab = one_zone_lab
+    routes_before = lab.route_targets(ZONE)
+    with warm.warm_pool(lab, ZONE):
+        prepared = warm.wait_for_member(lab, ZONE)
+        assert_waits_in_the_pool_without_touching_the_zone(lab, prepared, routes_before)
+        result = run_failover(lab, ZONE, fault)
+        record_failover(lab, result, f"{fault}-nat-1-zone-warm-pool")
+        assert result.problems == [], result.summary()
+        assert result.new_instance == prepared, result.summary()
+        box = lab.sandbox(prepared)
+        assert box is not None and box.started_again, "the warm instance was not started from its disk"
+        # No user data ran at this start: the unit its first boot enabled did.
+        assert boot_modes(lab, prepared) == ["first-boot", "start"], box.boot_log()
+        assert warm.wait_for_member(lab, ZONE, besides={prepared}), "the pool was not refilled"
+
+
+def test_a_warm_replacement_serves_even_when_dnf_fails_at_failover_time(one_zone_lab: Lab):
+    lab = one_zone_lab
+    if lab.settings.image != "al2023":
+        pytest.skip(f"--image {lab.settings.image} has nftables: no boot runs dnf")
+    with warm.warm_pool(lab, ZONE):
+        prepared = warm.wait_for_member(lab, ZONE)  # nftables installed while it was prepared
+        # The same fault abandons a cold launch (test_a_replacement_whose_dnf_never_works_...).
+        with lab.dnf_on_next_boot(DnfModel("fail")):
+            result = run_failover(lab, ZONE, "terminate", measure_outage=False)
+        assert result.problems == [], result.summary()
+        assert result.new_instance == prepared and lab.dnf_faulted[-1] == prepared, result.summary()
+        box = lab.sandbox(prepared)
+        assert box is not None and box.started_again
+        start = box.boot_log().split("boot mode start", 1)[1]
+        assert "step=install" not in start and "step=routes done" in start, box.describe()
+
+
+def test_a_start_that_reads_a_warm_state_reads_again_until_in_service(one_zone_lab: Lab, monkeypatch):
+    lab = one_zone_lab
+    take = warm_pool.WARM.take
+
+    def lagging_take(group: str) -> str | None:
+        """Auto Scaling takes the instance, but IMDS still says Warmed:Stopped when it starts."""
+        instance_id = take(group)
+        if instance_id is not None:
+            warm_pool.WARM.set_target_state(instance_id, "Warmed:Stopped")
+        return instance_id
+
+    def imds_catches_up(instance_id: str) -> None:
+        box = lab.fleet.wait_for(lambda fleet: _started_again(fleet.get(instance_id)), timeout=lab.settings.sla)
+        wait_until(lambda: "reading it again" in box.boot_log(), what="a second read", timeout=lab.settings.sla)
+        assert box.imds is not None
+        box.imds.set_target_lifecycle_state("InService")
+
+    with warm.warm_pool(lab, ZONE):
+        prepared = warm.wait_for_member(lab, ZONE)
+        monkeypatch.setattr(warm_pool.WARM, "take", lagging_take)
+        catching_up = threading.Thread(target=imds_catches_up, args=(prepared,), daemon=True)
+        catching_up.start()
+        result = run_failover(lab, ZONE, "terminate", measure_outage=False)
+        catching_up.join(timeout=5)
+        assert result.problems == [] and result.new_instance == prepared, result.summary()
+        start = lab.sandbox(prepared).boot_log().split("boot mode start", 1)[1]
+        assert "step=in-service target lifecycle state Warmed:Stopped at a start" in start, start
+        assert "step=routes done" in start, start
+
+
+def _started_again(box):
+    return box if box is not None and box.started_again else None
+
+
+def test_a_warm_instance_that_fails_preparation_is_abandoned_and_replaced_in_the_pool(one_zone_lab: Lab):
+    lab = one_zone_lab
+    routes_before = lab.route_targets(ZONE)
+    assert lab.fleet is not None
+    with warm.warm_pool(lab, ZONE):
+        with lab.sabotaged(replacing("  step persist persist_for_restarts\n", "  step persist false\n")):
+            broken = warm.wait_for_member(lab, ZONE, PENDING)
+            lab.fleet.wait_booted(broken, timeout=lab.settings.sla)
+        prepared = warm.wait_for_member(lab, ZONE, besides={broken})
+        assert lab.ran_sabotaged_user_data(broken) and not lab.ran_sabotaged_user_data(prepared)
+        results = [a.result for a in moto_fixes.LIFECYCLE.actions(broken)]
+        assert results == ["ABANDON"], results
+        assert broken not in warm.pool_members(lab, ZONE)
+        state = lab.ec2.describe_instances(InstanceIds=[broken])["Reservations"][0]["Instances"][0]["State"]["Name"]
+        assert state in ("shutting-down", "terminated")
+        steps = [step.name for step in bootlog.steps(lab.sandbox(broken).log_lines())]
+        assert "routes" not in steps and steps[-1] == "persist", steps
+        assert lab.route_targets(ZONE) == routes_before
+        assert_waits_in_the_pool_without_touching_the_zone(lab, prepared, routes_before)
+
+
+def test_replacement_is_a_cold_launch_when_no_warm_instance_is_ready(one_zone_lab: Lab, record_failover):
+    lab = one_zone_lab
+    routes_before = lab.route_targets(ZONE)
+    assert lab.fleet is not None
+    with warm.warm_pool(lab, ZONE):
+        # The pool's one instance never gets ready: its preparation hangs before the hook is completed.
+        hang = "  sleep 600\n  step target-state read_target_state\n"
+        with lab.sabotaged(replacing("  step target-state read_target_state\n", hang)):
+            preparing = warm.wait_for_member(lab, ZONE, PENDING)
+            lab.fleet.wait_booted(preparing, timeout=lab.settings.sla)
+        assert lab.route_targets(ZONE) == routes_before
+        result = run_failover(lab, ZONE, "terminate")
+        record_failover(lab, result, "terminate-nat-1-zone-empty-warm-pool")
+        assert result.problems == [], result.summary()
+        assert result.new_instance not in (None, preparing), result.summary()
+        assert boot_modes(lab, result.new_instance) == ["first-boot"]
+        assert warm.pool_members(lab, ZONE) == {preparing: PENDING}
+        steps = [step.name for step in bootlog.steps(lab.sandbox(preparing).log_lines())]
+        assert "routes" not in steps, steps
+        assert set(lab.route_targets(ZONE).values()) == {lab.primary_eni(result.new_instance)}
 
 
 BROKEN_STEPS = {

@@ -153,3 +153,14 @@ def test_role_credentials_and_the_service_domain_are_served_like_ec2s(served: tu
     assert credentials["Token"]
     expires = datetime.strptime(credentials["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert expires - datetime.now(UTC) > timedelta(hours=1), "credentials must outlive any boot by far"
+
+
+def test_target_lifecycle_state_is_served_once_set_and_follows_changes() -> None:
+    with Namespace("t-imds-tls") as ns, ImdsServer(ns, IDENTITY) as imds:
+        path = f"{BASE}/meta-data/autoscaling/target-lifecycle-state"
+        header = f"X-aws-ec2-metadata-token: {token(ns)}"
+        assert curl(ns, "-H", header, path)[0] == 404  # no Auto Scaling: no such path
+        imds.set_target_lifecycle_state("Warmed:Stopped")
+        assert curl(ns, "-H", header, path) == (200, "Warmed:Stopped")
+        imds.set_target_lifecycle_state("InService")
+        assert curl(ns, "-H", header, path) == (200, "InService")

@@ -136,6 +136,48 @@ def test_user_data_tags_its_own_instance_through_imds_and_the_relay(
     assert names == [] and pids == []
 
 
+ENABLING_USER_DATA = b"""#!/usr/bin/env bash
+set -o errexit -o nounset -o pipefail
+echo "user data ran" >>/var/log/runs.log
+cat >/usr/local/sbin/natlab-probe <<'EOF'
+#!/usr/bin/env bash
+token="$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)"
+state="$(curl -sf -H "X-aws-ec2-metadata-token: ${token}" \\
+  http://169.254.169.254/latest/meta-data/autoscaling/target-lifecycle-state)"
+echo "unit ran $1 ${state}" >>/var/log/runs.log
+EOF
+chmod 0755 /usr/local/sbin/natlab-probe
+unit=/etc/systemd/system/natlab-probe.service
+printf '[Service]\\nType=oneshot\\nExecStart=/usr/local/sbin/natlab-probe again\\n' >"${unit}"
+printf '[Install]\\nWantedBy=multi-user.target\\n' >>"${unit}"
+systemctl enable natlab-probe.service
+"""
+
+
+def test_a_started_again_instance_runs_its_enabled_units_not_its_user_data(
+    moto_port: int, identity: InstanceIdentity
+) -> None:
+    first = InstanceSandbox(identity, ENABLING_USER_DATA, moto_port, target_lifecycle_state="Warmed:Stopped")
+    with first:
+        assert first.wait(timeout=30) == 0, first.describe()
+        first.terminate()  # stopped: the instance dir (its disk) stays
+        link = first.upper("/etc") / "systemd/system/multi-user.target.wants/natlab-probe.service"
+        assert link.is_symlink() and str(link.readlink()) == "/etc/systemd/system/natlab-probe.service"
+        assert not Path("/usr/local/sbin/natlab-probe").exists(), "the script was written to the host"
+        again = InstanceSandbox(
+            identity,
+            ENABLING_USER_DATA,
+            moto_port,
+            workdir=first.dir.parent,
+            target_lifecycle_state="InService",
+            started_again=True,
+        )
+        with again:
+            assert again.wait(timeout=30) == 0, again.describe()
+            runs = (again.upper("/var/log") / "runs.log").read_text().splitlines()
+    assert runs == ["user data ran", "unit ran again InService"]
+
+
 def test_environment_is_built_from_scratch(
     monkeypatch: pytest.MonkeyPatch, moto_port: int, identity: InstanceIdentity
 ) -> None:

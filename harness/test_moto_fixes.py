@@ -12,8 +12,9 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
-from natlab.cloud import moto_fixes
+from natlab.cloud import moto_fixes, warm_pool
 from natlab.cloud.backend import MotoBackend
+from natlab.cloud.warm_pool import WarmPoolKeeper
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 MOTO_SERVER_ERROR = (ClientError, ResponseParserError)  # moto's HTTP 500 is an HTML page
@@ -359,3 +360,116 @@ def test_device_index_filter_matches_no_detached_interface(aws: MotoBackend) -> 
 def test_plain_moto_still_lacks_the_device_index_filter(aws: MotoBackend) -> None:
     with moto_fixes.without("network_interface_device_index_filter"), pytest.raises(MOTO_SERVER_ERROR):
         _enis_by_device_index(aws, "0")
+
+
+# --- warm pool -----------------------------------------------------------------------------------
+
+
+def _prepared_warm_instance(aws: MotoBackend, name: str = "nat-a") -> str:
+    """Puts a Stopped warm pool on the group and walks its one instance through preparation."""
+    autoscaling = aws.client("autoscaling")
+    autoscaling.put_warm_pool(AutoScalingGroupName=name, MinSize=1, PoolState="Stopped")
+    keeper = WarmPoolKeeper(aws, emit=lambda kind, instance_id: None, config_refresh=0.0)
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    keeper.poll(group)  # launches into the pool
+    (instance,) = autoscaling.describe_warm_pool(AutoScalingGroupName=name)["Instances"]
+    assert instance["LifecycleState"] == warm_pool.PENDING
+    autoscaling.complete_lifecycle_action(  # what the boot script does once prepared
+        AutoScalingGroupName=name,
+        LifecycleHookName="launch",
+        LifecycleActionResult="CONTINUE",
+        InstanceId=instance["InstanceId"],
+    )
+    keeper.poll(group)  # stops it
+    (instance,) = autoscaling.describe_warm_pool(AutoScalingGroupName=name)["Instances"]
+    assert instance["LifecycleState"] == warm_pool.STOPPED
+    return instance["InstanceId"]
+
+
+def _state(aws: MotoBackend, instance_id: str) -> str:
+    reservation = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"][0]
+    return reservation["Instances"][0]["State"]["Name"]
+
+
+def test_a_replacement_is_the_prepared_warm_instance_started(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)
+    serving = only_instance(aws, "nat-a")
+    prepared = _prepared_warm_instance(aws)
+    assert _state(aws, prepared) == "stopped"
+    aws.client("ec2").terminate_instances(InstanceIds=[serving])
+    (member,) = group_instances(aws, "nat-a")
+    assert (member["InstanceId"], member["LifecycleState"]) == (prepared, "Pending:Wait")
+    assert _state(aws, prepared) == "running"
+    assert warm_pool.WARM.target_state(prepared) == "InService"
+    assert aws.client("autoscaling").describe_warm_pool(AutoScalingGroupName="nat-a")["Instances"] == []
+
+
+def test_an_abandoned_warm_instance_is_terminated_and_the_pool_refilled(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)
+    autoscaling = aws.client("autoscaling")
+    autoscaling.put_warm_pool(AutoScalingGroupName="nat-a", MinSize=1)
+    keeper = WarmPoolKeeper(aws, emit=lambda kind, instance_id: None, config_refresh=0.0)
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["nat-a"])["AutoScalingGroups"]
+    keeper.poll(group)
+    (broken,) = warm_pool.WARM.members("nat-a")
+    autoscaling.complete_lifecycle_action(
+        AutoScalingGroupName="nat-a",
+        LifecycleHookName="launch",
+        LifecycleActionResult="ABANDON",
+        InstanceId=broken.instance_id,
+    )
+    keeper.poll(group)
+    assert _state(aws, broken.instance_id) == "terminated"
+    (refill,) = autoscaling.describe_warm_pool(AutoScalingGroupName="nat-a")["Instances"]
+    assert refill["InstanceId"] != broken.instance_id and refill["LifecycleState"] == warm_pool.PENDING
+
+
+def test_deleting_the_warm_pool_terminates_its_instances(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)
+    prepared = _prepared_warm_instance(aws)
+    aws.client("autoscaling").delete_warm_pool(AutoScalingGroupName="nat-a", ForceDelete=True)
+    assert _state(aws, prepared) == "terminated"
+    assert warm_pool.WARM.members("nat-a") == []
+
+
+def test_plain_moto_lists_no_warm_instance_and_launches_cold(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)
+    serving = only_instance(aws, "nat-a")
+    prepared = _prepared_warm_instance(aws)
+    with moto_fixes.without("warm_pool"):
+        answer = aws.client("autoscaling").describe_warm_pool(AutoScalingGroupName="nat-a")
+        assert answer["Instances"] == []
+        aws.client("ec2").terminate_instances(InstanceIds=[serving])
+        (member,) = group_instances(aws, "nat-a")
+        assert member["InstanceId"] != prepared
+
+
+def test_a_warm_instance_past_its_heartbeat_gets_the_hooks_default_result(aws: MotoBackend) -> None:
+    make_group(aws, hook=True)  # DefaultResult ABANDON
+    autoscaling = aws.client("autoscaling")
+    autoscaling.put_warm_pool(AutoScalingGroupName="nat-a", MinSize=1)
+    keeper = WarmPoolKeeper(aws, emit=lambda kind, instance_id: None, config_refresh=0.0, lifecycle_timeout=0.0)
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["nat-a"])["AutoScalingGroups"]
+    keeper.poll(group)  # launches
+    (silent,) = warm_pool.WARM.members("nat-a")
+    keeper.poll(group)  # timed out: ABANDON
+    keeper.poll(group)  # terminated, and another launched
+    assert _state(aws, silent.instance_id) == "terminated"
+    assert [m.instance_id for m in warm_pool.WARM.members("nat-a")] != [silent.instance_id]
+
+
+def test_a_pool_instance_launched_while_its_pool_is_deleted_is_terminated(aws: MotoBackend) -> None:
+    ids = make_group(aws, hook=True)
+    autoscaling = aws.client("autoscaling")
+    autoscaling.put_warm_pool(AutoScalingGroupName="nat-a", MinSize=1)
+    keeper = WarmPoolKeeper(aws, emit=lambda kind, instance_id: None)  # caches DescribeWarmPool for 1 s
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["nat-a"])["AutoScalingGroups"]
+    keeper.poll(group)
+    autoscaling.delete_warm_pool(AutoScalingGroupName="nat-a", ForceDelete=True)
+    # A launch that raced the deletion: the keeper had already decided the pool needed it.
+    ec2 = aws.client("ec2")
+    late = ec2.run_instances(ImageId="ami-03c3da4cfa8e8943a", MinCount=1, MaxCount=1, SubnetId=ids["subnet"])
+    warm_pool.WARM.add("nat-a", late["Instances"][0]["InstanceId"])
+    keeper.poll(group)  # the deletion is seen at once, not after the cache's second
+    assert _state(aws, late["Instances"][0]["InstanceId"]) == "terminated"
+    assert warm_pool.WARM.members("nat-a") == []

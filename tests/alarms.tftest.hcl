@@ -123,6 +123,7 @@ run "alarm_and_hook_can_be_turned_off" {
   variables {
     status_check_alarm        = false
     launch_lifecycle_hook     = false
+    warm_pool                 = null
     health_check_grace_period = 120
   }
 

@@ -256,6 +256,7 @@ run "without_alarm_and_hook_the_role_cannot_touch_them" {
   variables {
     status_check_alarm        = false
     launch_lifecycle_hook     = false
+    warm_pool                 = null
     health_check_grace_period = 120
   }
 

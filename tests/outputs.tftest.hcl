@@ -72,6 +72,7 @@ run "features_off" {
   variables {
     status_check_alarm        = false
     launch_lifecycle_hook     = false
+    warm_pool                 = null
     health_check_grace_period = 120
   }
 

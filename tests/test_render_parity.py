@@ -76,6 +76,7 @@ run "parity_{case.replace("+", "_").replace("-", "_")}" {{
     served_cidrs          = {_hcl(zones[0]["served_cidrs"])}
     launch_lifecycle_hook = {_hcl(hook)}
     {"" if hook else "health_check_grace_period = 120"}
+    {"" if hook else "warm_pool = null"}
     notification_topic_arn = {_hcl(topic)}
   }}
 

@@ -337,6 +337,7 @@ run "rejects_no_grace_period_without_launch_hook" {
 
   variables {
     launch_lifecycle_hook = false
+    warm_pool             = null
   }
 
   expect_failures = [var.health_check_grace_period]
@@ -356,6 +357,7 @@ run "accepts_grace_period_without_launch_hook" {
 
   variables {
     launch_lifecycle_hook     = false
+    warm_pool                 = null
     health_check_grace_period = 90
   }
 

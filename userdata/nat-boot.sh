@@ -38,6 +38,18 @@ readonly -a API_RETRYABLE_CODES=(
 # curl exit codes of a failed connection or a timeout (resolve, connect, timeout, TLS, empty reply,
 # send, receive): retried like botocore's ConnectionError and HTTPClientError.
 readonly -a API_RETRYABLE_CURL_EXITS=(5 6 7 28 35 52 55 56)
+# What the first boot keeps for later starts (user data runs only once, at the first boot): the
+# configuration, this script, and the unit that runs it at every start (a warm pool's start, a reboot).
+readonly CONFIG_FILE="${NAT_CONFIG_FILE:-/etc/nat-instance/config}"
+readonly SCRIPT_FILE="/usr/local/sbin/nat-instance"
+readonly UNIT_FILE="/etc/systemd/system/nat-instance.service"
+# Written once this instance has served the zone: only then can a later start (a reboot) find the
+# routes already here, so only then is that worth an API call on the way to serving.
+readonly SERVED_MARKER="/var/lib/nat-instance/served"
+# A start out of a warm pool must read InService; Auto Scaling updates the value as the instance
+# "prepares to transition" (ASG user guide), so a Warmed:* answer then is read again for up to a minute.
+readonly TARGET_STATE_ATTEMPTS="${NAT_TARGET_STATE_ATTEMPTS:-12}"
+readonly TARGET_STATE_PAUSE="${NAT_TARGET_STATE_PAUSE:-5}"
 # dnf install of nftables on images without it (standard AL2023). "Tens of seconds" on a nano with
 # cold EBS (estimate, no public figure): 120 s is four times that, and two attempts (each with its
 # 5 s kill grace) plus the pause and a ~30 s boot end before the launch hook's default 300 s heartbeat.
@@ -49,6 +61,11 @@ readonly SMALL_MEMORY_KIB=1048576
 readonly INSTALL_SWAP_FILE="/var/lib/nat-instance/install.swap"
 readonly INSTALL_SWAP_SIZE="1G"
 
+# A later start has no user data: the configuration comes from the file the first boot wrote.
+if [[ -z "${NAT_ZONE:-}" && -r "${CONFIG_FILE}" ]]; then
+  # shellcheck source=/dev/null
+  source "${CONFIG_FILE}"
+fi
 : "${NAT_ZONE:?NAT_ZONE must name the availability zone of this NAT}"
 : "${NAT_ASG_NAME:?NAT_ASG_NAME must name the Auto Scaling group of this NAT}"
 : "${NAT_ROUTE_TABLE_IDS:?NAT_ROUTE_TABLE_IDS must list the private route tables}"
@@ -65,6 +82,7 @@ eni_id=""
 mac=""
 ifname=""
 previous_eip_eni=""
+target_state=""
 eip_moved=0
 committed=0
 aws_region=""
@@ -565,15 +583,152 @@ record_facts() {
   log "facts nftables-rpm=${nft_rpm// /_} nftables-unit=${nft_unit// /_} boot-memory-peak-kib=${peak}"
 }
 
+# Where Auto Scaling is taking this instance: InService, or Warmed:Stopped/Warmed:Running while it
+# enters a warm pool. No answer (no group, or IMDS without the path) means in service, as before.
+read_target_state() {
+  target_state="$(imds_get autoscaling/target-lifecycle-state 2>/dev/null)" || target_state="InService"
+  log "target lifecycle state ${target_state}"
+}
+
+# At a later start Warmed:* would complete the hook of an instance leaving the pool without serving:
+# an InService instance with no route. Read again until InService; still Warmed:* fails the boot,
+# which abandons the launch, and Auto Scaling replaces the instance.
+wait_for_in_service() {
+  local attempt
+  for ((attempt = 1; attempt <= TARGET_STATE_ATTEMPTS; attempt++)); do
+    log "target lifecycle state ${target_state} at a start: reading it again in ${TARGET_STATE_PAUSE} s"
+    sleep "${TARGET_STATE_PAUSE}"
+    read_target_state
+    [[ "${target_state}" != Warmed:* ]] && return 0
+  done
+  log "still ${target_state} after ${TARGET_STATE_ATTEMPTS} reads: not serving from a warm pool state"
+  return 1
+}
+
+# The configuration as sourceable bash, so a later start runs with the very values of the first boot.
+persist_config() {
+  local name
+  mkdir -p "$(dirname "${CONFIG_FILE}")"
+  for name in NAT_ZONE NAT_ASG_NAME NAT_ROUTE_TABLE_IDS NAT_ROUTE_DESTINATION NAT_SERVED_CIDRS \
+    NAT_EIP_ALLOCATION_ID NAT_LIFECYCLE_HOOK_NAME NAT_NOTIFICATION_TOPIC_ARN; do
+    printf '%s=%q\n' "${name}" "${!name}"
+  done >"${CONFIG_FILE}"
+}
+
+# This script without the user data's configuration part: from its last shebang line on (the
+# configuration part has its own at the top; run on its own, the script has only one).
+persist_script() {
+  local source_file="${BASH_SOURCE[0]}"
+  mkdir -p "$(dirname "${SCRIPT_FILE}")"
+  awk 'FNR == NR { if ($0 == "#!/usr/bin/env bash") last = FNR; next } FNR >= last' \
+    "${source_file}" "${source_file}" >"${SCRIPT_FILE}"
+  chmod 0755 "${SCRIPT_FILE}"
+}
+
+# A oneshot unit that runs the script at every later start, once the network is up.
+install_unit() {
+  mkdir -p "$(dirname "${UNIT_FILE}")"
+  cat >"${UNIT_FILE}" <<EOF
+# Written by nat-boot: forwarding and masquerade at every start; the zone's routes when in service.
+[Unit]
+Description=NAT instance of ${NAT_ASG_NAME}
+Wants=network-online.target
+After=network-online.target nftables.service
+
+[Service]
+Type=oneshot
+ExecStart=${SCRIPT_FILE} start
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  systemctl enable "$(basename "${UNIT_FILE}")"
+}
+
+# First boot only: what a later start needs, since user data never runs again.
+persist_for_restarts() {
+  persist_config
+  persist_script
+  install_unit
+  log "persisted ${CONFIG_FILE} ${SCRIPT_FILE} ${UNIT_FILE}"
+}
+
+# Later start: the kernel settings and the rules the first boot wrote, loaded again.
+reapply_forwarding() {
+  sysctl -q -p "${SYSCTL_FILE}"
+}
+
+reapply_masquerade() {
+  nft -f "${NFT_RULES_FILE}"
+  log "masquerade from ${NFT_RULES_FILE}"
+}
+
+# True when every route table's route already targets this instance (a reboot of the serving NAT).
+routes_point_here() {
+  local -a tables ids=()
+  local answer chunk i found=0
+  read -r -a tables <<<"${NAT_ROUTE_TABLE_IDS}"
+  for i in "${!tables[@]}"; do
+    ids+=("RouteTableId.$((i + 1))=${tables[i]}")
+  done
+  answer="$(aws_query ec2 DescribeRouteTables "${ids[@]}")"
+  # Each route is an <item> without nested items: the text up to the next <item> is one route.
+  while IFS= read -r -d $'\x1e' chunk; do
+    [[ "${chunk}" == *"<destinationCidrBlock>${NAT_ROUTE_DESTINATION}</destinationCidrBlock>"* ]] || continue
+    [[ "${chunk}" == *"<networkInterfaceId>${eni_id}</networkInterfaceId>"* ]] || return 1
+    found=$((found + 1))
+  done < <(printf '%s\x1e' "${answer//<item>/$'\x1e'}")
+  ((found == ${#tables[@]}))
+}
+
+# The routes point here: a later start of this instance is a reboot of a serving NAT.
+remember_serving() {
+  mkdir -p "$(dirname "${SERVED_MARKER}")"
+  date -u +%Y-%m-%dT%H:%M:%SZ >"${SERVED_MARKER}"
+}
+
+# In a warm pool: prepared, so the launch completes and Auto Scaling stops the instance. No route
+# and no Elastic IP is touched: the zone's NAT is another instance. Logged first: the stop that
+# follows the hook may end this script before its last lines.
+wait_in_warm_pool() {
+  log "prepared, waiting in the warm pool (${target_state})"
+  complete_launch
+}
+
+# First boot (user data, no argument): prepare, then serve unless going into a warm pool.
+# Later start (the unit, "start"): load the persisted settings, then serve if Auto Scaling puts this
+# instance in service and the routes are not already here.
 main() {
+  local mode="${1:-first-boot}"
   setup_logging
   trap 'on_error ${LINENO}' ERR
+  log "boot mode ${mode}"
   step identity read_identity
-  step forwarding enable_forwarding
-  step masquerade configure_masquerade
+  if [[ "${mode}" == "start" ]]; then
+    step forwarding reapply_forwarding
+    step masquerade reapply_masquerade
+  else
+    step forwarding enable_forwarding
+    step masquerade configure_masquerade
+    step persist persist_for_restarts
+  fi
+  step target-state read_target_state
+  if [[ "${mode}" == "start" && "${target_state}" == Warmed:* ]]; then
+    step in-service wait_for_in_service
+  fi
+  if [[ "${target_state}" == Warmed:* ]]; then
+    step warm-pool wait_in_warm_pool
+    return 0
+  fi
+  if [[ "${mode}" == "start" && -e "${SERVED_MARKER}" ]] && routes_point_here; then
+    log "routes already point at ${eni_id}: serving since before this start"
+    return 0
+  fi
   step source-dest-check disable_source_dest_check
   step elastic-ip associate_elastic_ip
   step routes point_routes
+  remember_serving
   step lifecycle complete_launch
   step facts record_facts
   current_step="ready"

@@ -25,7 +25,10 @@ What is modelled (AWS figures are the defaults of :class:`AwsDelays`):
   ``Period x EvaluationPeriods`` and terminates the instance. Without such an alarm the ASG's EC2
   health check still replaces the instance (it treats impaired status checks as unhealthy), later;
 - launch lifecycle hooks: ABANDON (recorded by :mod:`natlab.cloud.moto_fixes`) terminates the instance;
-  an instance left in ``Pending:Wait`` past the hook's heartbeat timeout gets the DefaultResult.
+  an instance left in ``Pending:Wait`` past the hook's heartbeat timeout gets the DefaultResult;
+- warm pools (:mod:`natlab.cloud.warm_pool`): each group's pool is kept filled per DescribeWarmPool,
+  a prepared instance is stopped ``warm_stop`` after its hook's CONTINUE, one that ABANDONed is
+  terminated. Taking a prepared instance on a replacement is moto's part (the ``warm_pool`` fix).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Any, Protocol, Self
 import botocore.exceptions
 
 from natlab.cloud.launch_first import LaunchFirst
+from natlab.cloud.warm_pool import WarmPoolKeeper
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
@@ -84,6 +88,8 @@ class AwsDelays:
     lifecycle_timeout: float | None = None
     #: Health checks are ignored this long after launch; None = the group's HealthCheckGracePeriod.
     grace_period: float | None = None
+    #: Warm pool: the launch hook's CONTINUE -> instance stopped (an OS shutdown): estimate, a few seconds.
+    warm_stop: float = 5.0
 
     @classmethod
     def fast(cls, scale: float = 0.01) -> AwsDelays:
@@ -98,6 +104,7 @@ class AwsDelays:
             abandon_to_terminate=2.0 * scale,
             lifecycle_timeout=300.0 * scale,
             grace_period=0.0,
+            warm_stop=5.0 * scale,
         )
 
 
@@ -150,6 +157,13 @@ class AsgHealthController(Resource):
         self._handled_actions: set[tuple[str, str, float]] = set()
         self._current: dict[str, list[str]] = {}
         self._launch_first = LaunchFirst(backend, emit=self._emit)
+        self._warm_pools = WarmPoolKeeper(
+            backend,
+            emit=self._emit,
+            abandon_to_terminate=self.delays.abandon_to_terminate,
+            stop_after_continue=self.delays.warm_stop,
+            lifecycle_timeout=self.delays.lifecycle_timeout,
+        )
         self.events: list[tuple[str, str, float]] = []
         self.errors = 0
         self._stop = threading.Event()
@@ -257,6 +271,7 @@ class AsgHealthController(Resource):
                     continue
                 self._check_stopped(instance_id, states.get(instance_id), tracked, now)
                 self._check_impaired(instance_id, tracked, now)
+            self._warm_pools.poll(group)
         self._check_abandoned(now)
 
     def _describe_groups(self) -> list[dict[str, Any]]:

@@ -159,13 +159,14 @@ class MotoBackend(Backend):
         return True
 
     def reset(self) -> None:
-        """Forget every resource (POST /moto-api/reset) and the lifecycle actions the fixes recorded."""
-        from natlab.cloud import moto_fixes
+        """Forget every resource (POST /moto-api/reset), the lifecycle actions the fixes recorded and the warm pools."""
+        from natlab.cloud import moto_fixes, warm_pool
 
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=10) as response:  # loopback only
             response.read()
         moto_fixes.LIFECYCLE.clear()
+        warm_pool.WARM.clear()
 
     def close(self) -> None:
         server, self._server = self._server, None

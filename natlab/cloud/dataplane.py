@@ -294,6 +294,11 @@ class EmulatedVpc(Resource):
             _run_ip(name, "addr", "add", str(iface), "dev", ifname)
             _run_ip(name, "link", "set", ifname, "up")
             _run_ip(name, "route", "replace", "default", "via", gateway, "dev", ifname)
+            if mac:
+                # A VPC knows each private IP's ENI without ARP. moto hands a terminated instance's
+                # address to the next launch: the router must not keep the old MAC until its
+                # neighbour entry fails (~8 s of lost packets that EC2 would not have).
+                self.router.ip("neigh", "replace", str(iface.ip), "lladdr", mac, "dev", port.bridge, "nud", "reachable")
         except BaseException:
             self.router.ip("link", "del", router_if, check=False)
             raise

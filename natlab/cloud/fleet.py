@@ -2,8 +2,10 @@
 
 On AWS, EC2 boots an instance and runs its user data; an emulator only records it. ``InstanceFleet``
 plays EC2's part: it polls the emulator and boots an ``InstanceSandbox`` (``sandbox.py``) for each
-new running instance of an Auto Scaling group, and kills it (namespace and all) when the instance
-is terminated or stopped.
+new running instance of an Auto Scaling group (or of its warm pool), and kills it (namespace and
+all) when the instance is terminated or stopped. A stopped instance that runs again (started out of
+a warm pool) boots from its own disk, the instance dir its first boot left: the systemd units that
+boot enabled run, not the user data (cloud-init runs that once).
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ from .clients import aws_client
 from .image import Image
 from .imds import InstanceIdentity
 from .sandbox import InstanceSandbox
+from .warm_pool import WarmPools
 
 log = logging.getLogger(__name__)
 
 TERMINAL_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
+STOPPED_STATES = frozenset({"stopping", "stopped"})
+#: What a start of a stopped instance saves over a launch: RunInstances and placement, ~1.5-5 s
+#: (shared/AWS-NOTES.md, "Boot"): the OS boots all the same. An estimate, taken off --boot-delay.
+LAUNCH_ONLY_SECONDS = 3.0
 ASG_TAG = "aws:autoscaling:groupName"
 
 
@@ -40,7 +47,8 @@ class FleetEvent:
     time: float
     """``time.time()`` of the event."""
     kind: str
-    """``boot-start`` | ``boot-exit`` | ``boot-failed`` | ``terminated``"""
+    """``boot-start`` | ``start`` (a stopped instance started again) | ``boot-exit`` | ``boot-failed`` |
+    ``stopped`` | ``terminated``"""
     instance_id: str
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -115,19 +123,27 @@ class InstanceFleet(Resource):
         poll_interval: float = 0.2,
         on_event: Callable[[FleetEvent], None] | None = None,
         image_for: Callable[[str], Image] | None = None,
+        warm_pools: WarmPools | None = None,
         **sandbox_kwargs: Any,
     ) -> None:
+        """``warm_pools`` (``natlab.cloud.warm_pool.WARM``): an instance it knows boots even outside a
+        group, with IMDS saying its target lifecycle state (other group instances are told
+        ``InService``), and a stop it counts ends the sandbox even if no poll saw the instance stopped
+        (a pool instance can be stopped and started again between two polls)."""
         self.backend_port = backend_port
         self.region = region
         self.poll_interval = poll_interval
         self.on_event = on_event
         self.image_for = image_for
+        self.warm_pools = warm_pools
         self.sandbox_kwargs = sandbox_kwargs
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="natlab-fleet-")) if workdir is None else Path(workdir)
         self.sandboxes: dict[str, InstanceSandbox] = {}
         self.events: list[FleetEvent] = []
         self._failed: set[str] = set()
+        self._stopped: set[str] = set()  # instances whose sandbox died because they were stopped
+        self._stops_at_boot: dict[str, int] = {}  # instance id -> warm_pools' stop count at its boot
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -197,16 +213,34 @@ class InstanceFleet(Resource):
             for instance in self._instances():
                 iid, state = instance["InstanceId"], instance["State"]["Name"]
                 in_asg = iid in members or ASG_TAG in {t["Key"] for t in instance.get("Tags", [])}
+                in_asg = in_asg or self._target_state(iid) is not None
                 box = self.sandboxes.get(iid)
+                if box is not None and not box.terminated and self._stopped_since_boot(iid):
+                    box.terminate()
+                    self._stopped.add(iid)
+                    self._emit("stopped", iid, state=state)
                 if box is None and in_asg and state == "running" and iid not in self._failed:
                     self._boot(instance)
+                elif box is not None and box.terminated and state == "running" and iid in self._stopped:
+                    self._stopped.discard(iid)
+                    self._boot(instance, started_again=True)
                 elif box is not None and state in TERMINAL_STATES and not box.terminated:
                     box.terminate()
-                    self._emit("terminated", iid, state=state)
+                    if state in STOPPED_STATES:
+                        self._stopped.add(iid)
+                    self._emit("stopped" if state in STOPPED_STATES else "terminated", iid, state=state)
 
-    def _boot(self, instance: dict[str, Any]) -> None:
-        """Boot a sandbox for ``instance``; one that fails to boot is closed and never retried."""
+    def _boot(self, instance: dict[str, Any], started_again: bool = False) -> None:
+        """Boot a sandbox for ``instance``; one that fails to boot is closed and never retried.
+
+        ``started_again``: the instance ran before and was stopped; its instance dir is its disk.
+        """
         iid = instance["InstanceId"]
+        if self.warm_pools is not None:
+            self._stops_at_boot[iid] = self.warm_pools.stops(iid)
+        kwargs = dict(self.sandbox_kwargs)
+        if started_again:
+            kwargs["boot_delay"] = max(0.0, kwargs.get("boot_delay", 0.0) - LAUNCH_ONLY_SECONDS)
         try:
             identity = identity_from_backend(self._ec2, instance, self.region)
             user_data = user_data_from_backend(self._ec2, instance)
@@ -217,7 +251,9 @@ class InstanceFleet(Resource):
                 self.backend_port,
                 workdir=self.workdir,
                 on_exit=self._exited,
-                **self.sandbox_kwargs,
+                target_lifecycle_state=self._target_state(iid) or "InService",
+                started_again=started_again,
+                **kwargs,
                 **image,
             )
             self.sandboxes[iid] = box
@@ -229,13 +265,21 @@ class InstanceFleet(Resource):
             self._emit("boot-failed", iid, error=repr(exc))
             return
         self._emit(
-            "boot-start",
+            "start" if started_again else "boot-start",
             iid,
             netns=box.ns.name if box.ns else None,
             private_ip=identity.private_ip,
             eni=identity.interface_id,
             boot_delay=box.boot_delay,
         )
+
+    def _target_state(self, instance_id: str) -> str | None:
+        return self.warm_pools.target_state(instance_id) if self.warm_pools is not None else None
+
+    def _stopped_since_boot(self, instance_id: str) -> bool:
+        if self.warm_pools is None:
+            return False
+        return self.warm_pools.stops(instance_id) > self._stops_at_boot.get(instance_id, 0)
 
     def _exited(self, box: InstanceSandbox, code: int) -> None:
         if not box.terminated:

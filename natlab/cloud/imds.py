@@ -330,6 +330,14 @@ class ImdsServer(Resource):
         self._thread.start()
         return self
 
+    def set_target_lifecycle_state(self, state: str) -> None:
+        """``meta-data/autoscaling/target-lifecycle-state``: where Auto Scaling takes the instance
+        (``InService``, ``Warmed:Stopped``...); it changes as the instance moves (warm pool guide)."""
+        if self._server is None:
+            raise RuntimeError("IMDS is not started")
+        with self._lock:
+            self._server.tree["meta-data"]["autoscaling"] = {"target-lifecycle-state": state}  # type: ignore[index]
+
     def close(self) -> None:
         """Stop serving and close the socket. Idempotent."""
         server, self._server = self._server, None

@@ -54,6 +54,7 @@ from .imds import ImdsRequest, ImdsServer, InstanceIdentity
 from .netns import Namespace
 from .overlay import Overlays
 from .relay import TcpRelay
+from .systemd_units import start_commands
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,12 @@ class InstanceSandbox(Resource):
         keep: bool = False,
         image: Image | None = None,
         imds_v1: bool = False,
+        target_lifecycle_state: str | None = None,
+        started_again: bool = False,
     ) -> None:
+        """``target_lifecycle_state``: what IMDS says at ``autoscaling/target-lifecycle-state``
+        (None: no such path). ``started_again``: a start of an instance that booted before (its
+        instance dir is its disk): the units its first boot enabled run, not the user data."""
         self.identity = identity
         self.original_user_data = user_data  # as read back from the emulator
         self.user_data = user_data_transform(user_data) if user_data_transform else user_data
@@ -124,6 +130,8 @@ class InstanceSandbox(Resource):
         self.on_exit = on_exit
         self.keep = keep
         self.imds_v1 = imds_v1  # HttpTokens=optional: token-less IMDS GETs answered (old user data)
+        self.target_lifecycle_state = target_lifecycle_state
+        self.started_again = started_again
         self._own_workdir = workdir is None
         base = Path(tempfile.mkdtemp(prefix="natlab-")) if workdir is None else Path(workdir)
         self.dir = base / identity.instance_id
@@ -193,6 +201,11 @@ class InstanceSandbox(Resource):
         (self.dir / "user-data").write_bytes(self.user_data)
         self.shim_log_path.touch()
         delay = f"sleep {self.boot_delay:.3f}\n" if self.boot_delay > 0 else ""
+        if self.started_again:
+            commands = start_commands(self.upper("/etc"), self.overlays.host_path)
+            run = "".join(f"{shlex.join(command)}\n" for command in commands) or "true\n"
+        else:
+            run = f"exec bash {shlex.quote(str(self.dir / 'user-data'))}\n"
         wrapper = self.dir / "boot.sh"
         wrapper.write_text(
             "#!/usr/bin/env bash\n"
@@ -204,7 +217,7 @@ class InstanceSandbox(Resource):
             f"{self.overlays.mount_commands()}"
             f"{self.disk.mount_commands()}"
             f"cd {shlex.quote(str(self.dir))}\n"
-            f"exec bash {shlex.quote(str(self.dir / 'user-data'))}\n"
+            f"{run}"
         )
         return wrapper
 
@@ -214,6 +227,8 @@ class InstanceSandbox(Resource):
         self.ns = Namespace(self.identity.instance_id).open()
         self._attach_primary(self.ns)
         self.imds = ImdsServer(self.ns, self.identity, user_data=self.user_data, allow_v1=self.imds_v1).start()
+        if self.target_lifecycle_state is not None:
+            self.imds.set_target_lifecycle_state(self.target_lifecycle_state)
         self.relay = TcpRelay(self.ns, self.backend_port, listen_port=RELAY_PORT).start()
         with open(self.console_path, "ab") as console:
             self.started_at = time.time()
@@ -227,7 +242,8 @@ class InstanceSandbox(Resource):
             )
         self._waiter = threading.Thread(target=self._wait_exit, daemon=True, name=f"boot-{self.identity.instance_id}")
         self._waiter.start()
-        log.info("%s: booting in %s (%s)", self.identity.instance_id, self.ns.name, self.dir)
+        how = "its enabled units" if self.started_again else "its user data"
+        log.info("%s: booting %s in %s (%s)", self.identity.instance_id, how, self.ns.name, self.dir)
         return self
 
     def _attach_primary(self, ns: Namespace) -> None:

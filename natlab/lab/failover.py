@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from natlab.cloud.probes import TcpHold, UdpStream
+from natlab.cloud.sandbox import InstanceSandbox
 from natlab.lab.lab import Lab
 from natlab.report.timeline import (
     FAULT_INJECTED,
@@ -182,12 +183,21 @@ class _SwitchWatch:
                 return "switched"
             box = lab.sandbox(instance)
             # A boot that failed abandons its launch and Auto Scaling tries again: keep waiting then.
-            if box is not None and box.exit_code == 0 and self.boot_exited_at is None:
+            # A boot that began before the fault is an earlier life (a warm instance's preparation).
+            if _booted_after_fault(box, result) and box.exit_code == 0 and self.boot_exited_at is None:
                 self.boot_exited_at = time.monotonic()
                 result.new_instance, result.new_eni = instance, eni
         if self.boot_exited_at is not None and time.monotonic() - self.boot_exited_at > SETTLE_AFTER_BOOT:
             return "boot script done"  # and nothing else would move the route
         return None
+
+
+def _booted_after_fault(box: InstanceSandbox | None, result: FailoverResult) -> bool:
+    """A sandbox of this failover: not an earlier life of the instance (a warm pool's preparation)."""
+    if box is None or box.terminated or box.started_at is None:
+        return False
+    fault_wall = time.time() - (time.monotonic() - result.fault_at)
+    return box.started_at >= fault_wall - 0.05
 
 
 def _wait_for_switch(lab: Lab, result: FailoverResult) -> None:
@@ -273,7 +283,7 @@ def _wait_in_service(lab: Lab, result: FailoverResult) -> list[str]:
         if serving == [instance]:
             return serving
         box = lab.sandbox(instance) if instance else None
-        if exited_at is None and box is not None and box.exit_code is not None:
+        if exited_at is None and _booted_after_fault(box, result) and box.exit_code is not None:
             exited_at = time.monotonic()
         if exited_at is not None and time.monotonic() - exited_at > SETTLE_AFTER_BOOT:
             raise TimeoutError(f"its boot script exited {SETTLE_AFTER_BOOT:.0f} s ago")

@@ -26,6 +26,7 @@ from natlab.cloud.image import DnfModel, Image
 from natlab.cloud.netns import Namespace, unavailable_reason
 from natlab.cloud.route_sync import RouterEvent
 from natlab.cloud.sandbox import InstanceSandbox
+from natlab.cloud.warm_pool import WARM
 from natlab.lab.settings import HarnessSettings
 from natlab.lab.terraform import TerraformWorkdir
 from natlab.report.timeline import REPLACEMENT_LAUNCHED, SOURCE_ASG, SOURCE_ROUTER, Timeline
@@ -126,6 +127,7 @@ class Lab(Resource):
                     region=self.backend.region,
                     on_event=self._on_fleet_event,
                     poll_interval=FLEET_POLL_INTERVAL,
+                    warm_pools=WARM if isinstance(self.backend, MotoBackend) else None,
                     boot_delay=self.settings.boot_delay,
                     user_data_transform=self._transform_user_data,
                     image_for=self._image_for,
