@@ -16,6 +16,7 @@ from natlab.cloud.image import DnfModel
 from natlab.cloud.warm_pool import PENDING
 from natlab.lab import first_run, inbound, warm
 from natlab.lab.failover import FAULTS, run_failover
+from natlab.lab.failover_report import replacement_path
 from natlab.lab.lab import Lab
 from natlab.module import bootlog
 from natlab.module.userdata import render
@@ -175,6 +176,7 @@ def test_route_moves_to_a_warm_instance_started_from_the_pool(one_zone_lab: Lab,
         assert result.new_instance == prepared, result.summary()
         box = lab.sandbox(prepared)
         assert box is not None and box.started_again, "the warm instance was not started from its disk"
+        assert replacement_path(lab, result) == "warm-pool", "the report must project the warm-pool path"
         # No user data ran at this start: the unit its first boot enabled did.
         assert boot_modes(lab, prepared) == ["first-boot", "start"], box.boot_log()
         assert warm.wait_for_member(lab, ZONE, besides={prepared}), "the pool was not refilled"

@@ -52,4 +52,7 @@ def failover_row(result: FailoverResult, name: str) -> FaultRow:
 
 def replacement_path(lab: Lab, result: FailoverResult) -> str:
     """How the replacement came to serve, as the projection names it (`natlab.report.projection.PATHS`)."""
+    box = lab.sandbox(result.new_instance) if result.new_instance else None
+    if box is not None and box.started_again:  # a prepared instance out of the warm pool
+        return "warm-pool"
     return "cold-baked" if lab.settings.image == "baked" else "cold-default"
