@@ -33,7 +33,7 @@ from natlab.cloud.sandbox import InstanceSandbox
 from natlab.lab.failover import run_failover
 from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab, vpc_nat_lab
 from natlab.lab.settings import HarnessSettings
-from natlab.module.userdata import BOOT_SCRIPT_PATH
+from natlab.module.userdata import BOOT_SCRIPT_PATH, functions_only_env
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "boot_api_path.json"
@@ -139,20 +139,9 @@ def measure_memory(parallel: int = 8) -> dict[str, float]:
             f'source "{BOOT_SCRIPT_PATH}"; aws_region=us-east-1; load_credentials >/dev/null; '
             f"for i in $(seq {parallel}); do aws_query ec2 ReplaceRoute RouteTableId=rtb-$i & done; wait"
         )
-        env = {
-            "PATH": os.environ["PATH"],
-            "NAT_BOOT_FUNCTIONS_ONLY": "1",
-            "NAT_ZONE": "a",
-            "NAT_ASG_NAME": "g",
-            "NAT_ROUTE_TABLE_IDS": "rtb-1",
-            "NAT_ROUTE_DESTINATION": "0.0.0.0/0",
-            "NAT_SERVED_CIDRS": "10.0.0.0/16",
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_MAX_ATTEMPTS": "1",
-            "NAT_AWS_REQUEST_TIMEOUT": "5",
-        }
+        env = functions_only_env(
+            f"http://127.0.0.1:{port}", "test", "test", AWS_MAX_ATTEMPTS="1", NAT_AWS_REQUEST_TIMEOUT="5"
+        )
         proc = subprocess.Popen(["bash", "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(2)  # every curl is connected and waiting for an answer

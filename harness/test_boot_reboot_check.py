@@ -3,14 +3,13 @@ restarts finds its routes already in place and makes no change; anything else se
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
 
 from natlab.cloud.backend import MotoBackend
 from natlab.cloud.clients import EMULATOR_CREDENTIALS
-from natlab.module.userdata import BOOT_SCRIPT_PATH
+from natlab.module.userdata import BOOT_SCRIPT_PATH, functions_only_env
 
 
 @pytest.fixture
@@ -30,18 +29,13 @@ def two_tables(aws: MotoBackend) -> dict[str, str]:
 
 def routes_point_here(aws: MotoBackend, tables: str, eni: str) -> int:
     script = f'source "{BOOT_SCRIPT_PATH}"; aws_region={aws.region}; eni_id={eni}; routes_point_here'
-    env = {
-        "PATH": os.environ["PATH"],
-        "NAT_BOOT_FUNCTIONS_ONLY": "1",
-        "NAT_ZONE": "a",
-        "NAT_ASG_NAME": "g",
-        "NAT_ROUTE_TABLE_IDS": tables,
-        "NAT_ROUTE_DESTINATION": "0.0.0.0/0",
-        "NAT_SERVED_CIDRS": "10.9.0.0/16",
-        "AWS_ENDPOINT_URL": aws.endpoint_url,
-        "AWS_ACCESS_KEY_ID": EMULATOR_CREDENTIALS["aws_access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": EMULATOR_CREDENTIALS["aws_secret_access_key"],
-    }
+    credentials = EMULATOR_CREDENTIALS
+    env = functions_only_env(
+        aws.endpoint_url,
+        credentials["aws_access_key_id"],
+        credentials["aws_secret_access_key"],
+        NAT_ROUTE_TABLE_IDS=tables,
+    )
     run = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert "error" not in run.stdout.lower() + run.stderr.lower(), run.stdout + run.stderr
     return run.returncode

@@ -23,7 +23,7 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from natlab.module.userdata import BOOT_SCRIPT_PATH
+from natlab.module.userdata import BOOT_SCRIPT_PATH, functions_only_env
 
 KEY_ID = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -101,18 +101,7 @@ def endpoint() -> Iterator[FakeEndpoint]:
 def aws_query(endpoint: FakeEndpoint, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Runs `aws_query ARGS` from the real boot script, credentials from the environment."""
     script = f'source "{BOOT_SCRIPT_PATH}"; aws_region={REGION}; load_credentials >/dev/null; aws_query "$@"'
-    base = {
-        "PATH": os.environ["PATH"],
-        "NAT_BOOT_FUNCTIONS_ONLY": "1",
-        "NAT_ZONE": "a",
-        "NAT_ASG_NAME": "g",
-        "NAT_ROUTE_TABLE_IDS": "rtb-1",
-        "NAT_ROUTE_DESTINATION": "0.0.0.0/0",
-        "NAT_SERVED_CIDRS": "10.0.0.0/16",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{endpoint.port}",
-        "AWS_ACCESS_KEY_ID": KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-    }
+    base = functions_only_env(f"http://127.0.0.1:{endpoint.port}", KEY_ID, SECRET)
     return subprocess.run(
         ["bash", "-c", script, "aws_query", *args],
         env=base | env,

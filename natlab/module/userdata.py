@@ -8,6 +8,7 @@ differently from Terraform.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,3 +64,24 @@ def render(**config: object) -> str:
     """The user data for one zone; keywords as for template_vars()."""
     template = _ENVIRONMENT.from_string(TEMPLATE_PATH.read_text())
     return template.render(template_vars(**config))  # type: ignore[arg-type]
+
+
+def functions_only_env(endpoint_url: str, key_id: str, secret: str, **overrides: str) -> dict[str, str]:
+    """An environment to source the boot script for its functions alone (tests, benches).
+
+    ``NAT_BOOT_FUNCTIONS_ONLY=1`` stops the script before ``main``; the configuration is a valid one
+    (a zone, a group, one route table), the API goes to ``endpoint_url`` with the given credentials.
+    ``overrides`` replace any of it (e.g. ``NAT_ROUTE_TABLE_IDS``).
+    """
+    return {
+        "PATH": os.environ["PATH"],
+        "NAT_BOOT_FUNCTIONS_ONLY": "1",
+        "NAT_ZONE": "a",
+        "NAT_ASG_NAME": "g",
+        "NAT_ROUTE_TABLE_IDS": "rtb-1",
+        "NAT_ROUTE_DESTINATION": "0.0.0.0/0",
+        "NAT_SERVED_CIDRS": "10.0.0.0/16",
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": key_id,
+        "AWS_SECRET_ACCESS_KEY": secret,
+    } | overrides
