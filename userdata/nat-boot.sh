@@ -66,11 +66,12 @@ if [[ -z "${NAT_ZONE:-}" && -r "${CONFIG_FILE}" ]]; then
   # shellcheck source=/dev/null
   source "${CONFIG_FILE}"
 fi
-: "${NAT_ZONE:?NAT_ZONE must name the availability zone of this NAT}"
-: "${NAT_ASG_NAME:?NAT_ASG_NAME must name the Auto Scaling group of this NAT}"
-: "${NAT_ROUTE_TABLE_IDS:?NAT_ROUTE_TABLE_IDS must list the private route tables}"
-: "${NAT_ROUTE_DESTINATION:?NAT_ROUTE_DESTINATION must be a CIDR such as 0.0.0.0/0}"
-: "${NAT_SERVED_CIDRS:?NAT_SERVED_CIDRS must list the private CIDRs to masquerade}"
+# Empty or malformed values are reported by check_config, in the log, before anything changes.
+NAT_ZONE="${NAT_ZONE:-}"
+NAT_ASG_NAME="${NAT_ASG_NAME:-}"
+NAT_ROUTE_TABLE_IDS="${NAT_ROUTE_TABLE_IDS:-}"
+NAT_ROUTE_DESTINATION="${NAT_ROUTE_DESTINATION:-}"
+NAT_SERVED_CIDRS="${NAT_SERVED_CIDRS:-}"
 NAT_EIP_ALLOCATION_ID="${NAT_EIP_ALLOCATION_ID:-}"
 NAT_LIFECYCLE_HOOK_NAME="${NAT_LIFECYCLE_HOOK_NAME:-}"
 NAT_NOTIFICATION_TOPIC_ARN="${NAT_NOTIFICATION_TOPIC_ARN:-}"
@@ -161,6 +162,38 @@ imds_get_lines() {
   curl --fail --silent --show-error --retry 5 --retry-connrefused --retry-delay 1 \
     --connect-timeout 2 --max-time 5 --write-out '\n' \
     -H "X-aws-ec2-metadata-token: ${imds_token}" "${urls[@]}"
+}
+
+# The configuration's form, checked before anything changes: a malformed value stops the boot with a
+# line naming the variable and what it must be (and the launch is abandoned), not half-way through.
+check_config() {
+  local bad=0 value
+  local -r cidr='^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])/([0-9]|[12][0-9]|3[0-2])$'
+  config_matches NAT_ZONE "${NAT_ZONE}" '^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$' "an availability zone such as us-east-1a" || bad=1
+  config_matches NAT_ASG_NAME "${NAT_ASG_NAME}" '^[^[:cntrl:]]{1,255}$' "an Auto Scaling group name" || bad=1
+  config_matches NAT_ROUTE_DESTINATION "${NAT_ROUTE_DESTINATION}" "${cidr}" "an IPv4 CIDR such as 0.0.0.0/0" || bad=1
+  config_matches NAT_ROUTE_TABLE_IDS "${NAT_ROUTE_TABLE_IDS}" '[^[:space:]]' "a list of route table ids" || bad=1
+  config_matches NAT_SERVED_CIDRS "${NAT_SERVED_CIDRS}" '[^[:space:]]' "a list of the private CIDRs" || bad=1
+  for value in ${NAT_ROUTE_TABLE_IDS}; do
+    config_matches NAT_ROUTE_TABLE_IDS "${value}" '^rtb-[0-9a-f]{8,17}$' "route table ids such as rtb-0123456789abcdef0" || bad=1
+  done
+  for value in ${NAT_SERVED_CIDRS}; do
+    config_matches NAT_SERVED_CIDRS "${value}" "${cidr}" "IPv4 CIDRs such as 10.0.0.0/16" || bad=1
+  done
+  if [[ -n "${NAT_EIP_ALLOCATION_ID}" ]]; then
+    config_matches NAT_EIP_ALLOCATION_ID "${NAT_EIP_ALLOCATION_ID}" '^eipalloc-[0-9a-f]{8,17}$' "empty or an allocation id such as eipalloc-0123456789abcdef0" || bad=1
+  fi
+  if [[ -n "${NAT_NOTIFICATION_TOPIC_ARN}" ]]; then
+    config_matches NAT_NOTIFICATION_TOPIC_ARN "${NAT_NOTIFICATION_TOPIC_ARN}" '^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$' "empty or an SNS topic ARN" || bad=1
+  fi
+  return "${bad}"
+}
+
+# True when $2 (the value of variable $1) matches the regex $3; else logs what $1 must be ($4).
+config_matches() {
+  [[ "$2" =~ $3 ]] && return 0
+  log "config ${1}='${2}' is malformed: it must be ${4}"
+  return 1
 }
 
 # IMDSv2 (token first): who and where this instance is, its primary ENI and (without credentials in
@@ -560,6 +593,9 @@ complete_launch() {
 
 # Best effort: a broken NAT must not stay in service, so Auto Scaling launches a fresh one.
 abandon_launch() {
+  if [[ -z "${instance_id}" ]]; then # failed before the identity step: who am I, best effort
+    read_identity >/dev/null 2>&1 || true
+  fi
   if [[ -z "${NAT_LIFECYCLE_HOOK_NAME}" || -z "${instance_id}" ]]; then
     log "cannot abandon the launch (no lifecycle hook or no instance id yet)"
     return 0
@@ -704,6 +740,7 @@ main() {
   setup_logging
   trap 'on_error ${LINENO}' ERR
   log "boot mode ${mode}"
+  step config check_config
   step identity read_identity
   if [[ "${mode}" == "start" ]]; then
     step forwarding reapply_forwarding
