@@ -166,10 +166,11 @@ imds_get_lines() {
 
 # The configuration's form, checked before anything changes: a malformed value stops the boot with a
 # line naming the variable and what it must be (and the launch is abandoned), not half-way through.
+# The rules are the module's own variable validations (variables.tf), for values set by hand.
 check_config() {
   local bad=0 value
   local -r cidr='^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])/([0-9]|[12][0-9]|3[0-2])$'
-  config_matches NAT_ZONE "${NAT_ZONE}" '^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$' "an availability zone such as us-east-1a" || bad=1
+  config_matches NAT_ZONE "${NAT_ZONE}" '^[a-z]{2}(-[a-z0-9]+)+[a-z]$' "an availability zone such as us-east-1a" || bad=1
   config_matches NAT_ASG_NAME "${NAT_ASG_NAME}" '^[^[:cntrl:]]{1,255}$' "an Auto Scaling group name" || bad=1
   config_matches NAT_ROUTE_DESTINATION "${NAT_ROUTE_DESTINATION}" "${cidr}" "an IPv4 CIDR such as 0.0.0.0/0" || bad=1
   config_matches NAT_ROUTE_TABLE_IDS "${NAT_ROUTE_TABLE_IDS}" '[^[:space:]]' "a list of route table ids" || bad=1
@@ -184,7 +185,7 @@ check_config() {
     config_matches NAT_EIP_ALLOCATION_ID "${NAT_EIP_ALLOCATION_ID}" '^eipalloc-[0-9a-f]{8,17}$' "empty or an allocation id such as eipalloc-0123456789abcdef0" || bad=1
   fi
   if [[ -n "${NAT_NOTIFICATION_TOPIC_ARN}" ]]; then
-    config_matches NAT_NOTIFICATION_TOPIC_ARN "${NAT_NOTIFICATION_TOPIC_ARN}" '^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$' "empty or an SNS topic ARN" || bad=1
+    config_matches NAT_NOTIFICATION_TOPIC_ARN "${NAT_NOTIFICATION_TOPIC_ARN}" '^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+(\.fifo)?$' "empty or an SNS topic ARN" || bad=1
   fi
   return "${bad}"
 }
