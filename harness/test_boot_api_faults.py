@@ -14,7 +14,7 @@ import http.client
 import http.server
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,34 @@ from natlab.module.userdata import render
 ADDED_LATENCY = 0.1
 SLA = 180.0
 THROTTLED = b"<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>natlab</RequestID></Response>"  # noqa: E501
+UNAUTHORIZED = b"<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>natlab</RequestID></Response>"  # noqa: E501
 INTERNAL = b"<Response><Errors><Error><Code>InternalError</Code><Message>An internal error has occurred.</Message></Error></Errors><RequestID>natlab</RequestID></Response>"  # noqa: E501
 
 
-class FlakyAws(http.server.ThreadingHTTPServer):
-    """Forwards to the emulator at ``upstream``, failing the requests the module docstring says."""
+#: Decides a request's fate: its number (from 1) and form body -> (status, XML) to answer, or None to
+#: let it reach the emulator.
+Verdict = Callable[[int, bytes], tuple[int, bytes] | None]
 
-    def __init__(self, upstream: int) -> None:
+
+def two_of_three_fail(number: int, body: bytes) -> tuple[int, bytes] | None:
+    """The module docstring's pattern: 503 throttled, 500 internal error, then through."""
+    return {1: (503, THROTTLED), 2: (500, INTERNAL)}.get(number % 3)
+
+
+def route_changes_refused(number: int, body: bytes) -> tuple[int, bytes] | None:
+    """What EC2 answers when the role may not change the route table: every route change refused."""
+    if b"Action=ReplaceRoute" in body or b"Action=CreateRoute" in body:
+        return 403, UNAUTHORIZED
+    return None
+
+
+class FlakyAws(http.server.ThreadingHTTPServer):
+    """Forwards to the emulator at ``upstream``, answering itself where ``verdict`` says."""
+
+    def __init__(self, upstream: int, verdict: Verdict) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.upstream = upstream
+        self.verdict = verdict
         self.lock = threading.Lock()
         self.answers: list[int] = []
 
@@ -51,10 +70,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         time.sleep(ADDED_LATENCY)
         with self.server.lock:
             number = len(self.server.answers) + 1
-        if number % 3 == 1:
-            status, headers, payload = 503, {"Content-Type": "text/xml"}, THROTTLED
-        elif number % 3 == 2:
-            status, headers, payload = 500, {"Content-Type": "text/xml"}, INTERNAL
+        verdict = self.server.verdict(number, body)
+        if verdict is not None:
+            (status, payload), headers = verdict, {"Content-Type": "text/xml"}
         else:
             upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream, timeout=10)
             upstream.request("POST", self.path, body, headers=dict(self.headers))
@@ -78,9 +96,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """Quiet."""
 
 
-@pytest.fixture
-def flaky_aws(aws: Any) -> Iterator[FlakyAws]:
-    proxy = FlakyAws(_port(aws))
+def start_proxy(aws: Any, verdict: Verdict) -> Iterator[FlakyAws]:
+    proxy = FlakyAws(_port(aws), verdict)
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
     try:
@@ -90,18 +107,33 @@ def flaky_aws(aws: Any) -> Iterator[FlakyAws]:
         proxy.server_close()
 
 
+@pytest.fixture
+def flaky_aws(aws: Any) -> Iterator[FlakyAws]:
+    yield from start_proxy(aws, two_of_three_fail)
+
+
+@pytest.fixture
+def refusing_aws(aws: Any) -> Iterator[FlakyAws]:
+    yield from start_proxy(aws, route_changes_refused)
+
+
+def boot_nat_b(lab: CloudLab, port: int, workdir: Path) -> InstanceSandbox:
+    """NAT B boots the real rendered user data (baked image) against the API at ``port``."""
+    identity = _identity(lab, lab.nat_b)
+    user_data = render(
+        zone=identity.az, asg_name="natlab-api-faults", route_table_ids=[lab.private_rtb], served_cidrs=[VPC_CIDR]
+    ).encode()
+    with InstanceSandbox(identity, user_data, port, image=Image("baked"), workdir=workdir, keep=True) as box:
+        box.wait(timeout=BOOT_TIMEOUT)
+    return box
+
+
 @needs_netns
 def test_a_boot_whose_api_calls_are_throttled_and_failing_still_takes_the_zone_over(
     lab: CloudLab, flaky_aws: FlakyAws, tmp_path: Path, record_fault: Any
 ) -> None:
     lab.route_private_to(lab.nat_a, create=True)
-    identity = _identity(lab, lab.nat_b)
-    user_data = render(
-        zone=identity.az, asg_name="natlab-api-faults", route_table_ids=[lab.private_rtb], served_cidrs=[VPC_CIDR]
-    ).encode()
-    port = flaky_aws.server_address[1]
-    with InstanceSandbox(identity, user_data, port, image=Image("baked"), workdir=tmp_path, keep=True) as box:
-        box.wait(timeout=BOOT_TIMEOUT)
+    box = boot_nat_b(lab, flaky_aws.server_address[1], tmp_path)
     assert box.exit_code == 0, box.describe()
     assert _route_target(lab) == lab.eni[lab.nat_b], box.describe()
     assert 503 in flaky_aws.answers and 500 in flaky_aws.answers, flaky_aws.answers
@@ -117,3 +149,33 @@ def test_a_boot_whose_api_calls_are_throttled_and_failing_still_takes_the_zone_o
         "boot retried and took the zone over",
         took,
     )
+
+
+@needs_netns
+def test_a_default_route_deleted_before_boot_is_created(
+    aws: Any, lab: CloudLab, tmp_path: Path, record_fault: Any
+) -> None:
+    lab.route_private_to(lab.nat_a, create=True)
+    lab.ec2.delete_route(RouteTableId=lab.private_rtb, DestinationCidrBlock="0.0.0.0/0")
+    box = boot_nat_b(lab, _port(aws), tmp_path)
+    assert box.exit_code == 0, box.describe()
+    assert _route_target(lab) == lab.eni[lab.nat_b], box.describe()
+    assert f"created 0.0.0.0/0 in {lab.private_rtb}" in box.boot_log(), box.boot_log()
+    record_fault("the default route deleted before the boot", "created by the boot (replace, then create)")
+
+
+@needs_netns
+def test_a_route_table_the_role_may_not_change_abandons_before_any_route_moved(
+    lab: CloudLab, refusing_aws: FlakyAws, tmp_path: Path, record_fault: Any
+) -> None:
+    lab.route_private_to(lab.nat_a, create=True)
+    box = boot_nat_b(lab, refusing_aws.server_address[1], tmp_path)
+    assert box.exit_code not in (0, None), box.describe()
+    assert _route_target(lab) == lab.eni[lab.nat_a], "the route must stay on the NAT that had it"
+    log = box.boot_log()
+    assert f"replace-route in {lab.private_rtb} failed: UnauthorizedOperation" in log, log
+    assert "no route table could be pointed at" in log, log
+    assert "retrying" not in log, "an authorization error is not retried"
+    # No table moved, so the boot gives up at once (tables are tried again only past the commit point).
+    assert refusing_aws.answers.count(403) == 1, refusing_aws.answers
+    record_fault("every route change refused (UnauthorizedOperation)", "abandoned before any route moved")
