@@ -208,8 +208,9 @@ read_identity() {
   environment_credentials || paths+=(iam/security-credentials/)
   answers="$(imds_get_lines "${paths[@]}")"
   mapfile -t values <<<"${answers}"
-  instance_id="${values[0]}" mac="${values[1]}" region="${values[2]}" zone="${values[3]}"
-  aws_region="${region}" aws_domain="${values[4]}" role="${values[5]:-}"
+  # Defaults: the abandon path calls this after a failure, with errexit off but nounset on.
+  instance_id="${values[0]:-}" mac="${values[1]:-}" region="${values[2]:-}" zone="${values[3]:-}"
+  aws_region="${region}" aws_domain="${values[4]:-amazonaws.com}" role="${values[5]:-}"
   # The ENI needs the MAC; the role's document (several lines, so last) needs the role's name.
   paths=("network/interfaces/macs/${mac}/interface-id")
   [[ -z "${role}" ]] || paths+=("iam/security-credentials/${role}")
@@ -593,9 +594,19 @@ complete_launch() {
 }
 
 # Best effort: a broken NAT must not stay in service, so Auto Scaling launches a fresh one.
+# The instance id and region, for an abandon after a failure that came before the identity step: one
+# quick try (an IMDS that is down must not hold the boot's end up for long).
+learn_instance_id() {
+  local answers
+  imds_token="$(curl --fail --silent --connect-timeout 2 --max-time 3 -X PUT \
+    -H "X-aws-ec2-metadata-token-ttl-seconds: 900" "${IMDS_ENDPOINT}/latest/api/token")" || return 0
+  answers="$(imds_get_lines instance-id placement/region)" || return 0
+  instance_id="${answers%%$'\n'*}" aws_region="${answers#*$'\n'}"
+}
+
 abandon_launch() {
   if [[ -z "${instance_id}" ]]; then # failed before the identity step: who am I, best effort
-    read_identity >/dev/null 2>&1 || true
+    learn_instance_id
   fi
   if [[ -z "${NAT_LIFECYCLE_HOOK_NAME}" || -z "${instance_id}" ]]; then
     log "cannot abandon the launch (no lifecycle hook or no instance id yet)"
