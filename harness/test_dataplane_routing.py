@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,16 +20,6 @@ pytestmark = [
     pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or ""),
 ]
 log = logging.getLogger(__name__)
-
-
-@pytest.fixture
-def vpc(lab: CloudLab) -> Iterator[EmulatedVpc]:
-    with EmulatedVpc(lab.ec2, lab.vpc_id) as emulated:
-        try:
-            yield emulated
-        finally:  # shown by pytest when the test fails
-            log.info("timeline:\n%s", "\n".join(emulated.timeline()))
-            log.info("router kernel state:\n%s", emulated.kernel_state())
 
 
 def test_egress_goes_through_nat_a_and_the_internet_sees_its_elastic_ip(lab: CloudLab, vpc: EmulatedVpc) -> None:

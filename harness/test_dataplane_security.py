@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -33,16 +32,6 @@ log = logging.getLogger(__name__)
 
 UNSERVED_CIDR = "10.0.2.0/24"
 PROBE_TIMEOUT = 0.7
-
-
-@pytest.fixture
-def vpc(lab: CloudLab) -> Iterator[EmulatedVpc]:
-    with EmulatedVpc(lab.ec2, lab.vpc_id) as emulated:
-        try:
-            yield emulated
-        finally:  # shown by pytest when the test fails
-            log.info("timeline:\n%s", "\n".join(emulated.timeline()))
-            log.info("router kernel state:\n%s", emulated.kernel_state())
 
 
 def _drops(vpc: EmulatedVpc, comment: str) -> int:

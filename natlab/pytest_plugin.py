@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import pytest
 
 from natlab.cloud.backend import Backend, BackendError, MotoBackend
+from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import CloudLab, build_cloud
 from natlab.cloud.netns import PREFIX, RUN_ID, cleanup_all, cleanup_stale
 from natlab.lab import preflight
@@ -269,3 +270,14 @@ def aws(moto_server: MotoBackend) -> MotoBackend:
 def lab(aws: MotoBackend) -> CloudLab:
     """A fresh VPC with a public and a private subnet and two NAT instances (data-plane tests)."""
     return build_cloud(aws.client("ec2"))
+
+
+@pytest.fixture
+def vpc(lab: CloudLab) -> Iterator[EmulatedVpc]:
+    """``lab``'s VPC with its data plane; its timeline and router state are logged for a failing test."""
+    with EmulatedVpc(lab.ec2, lab.vpc_id) as emulated:
+        try:
+            yield emulated
+        finally:  # shown by pytest when the test fails
+            logger.info("timeline:\n%s", "\n".join(emulated.timeline()))
+            logger.info("router kernel state:\n%s", emulated.kernel_state())
