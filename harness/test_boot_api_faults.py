@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_image_profiles import BOOT_TIMEOUT, _identity, _port, _route_target, needs_netns
+from test_image_profiles import BOOT_TIMEOUT, _port, _route_target, nat_b_sandbox, needs_netns
 
-from natlab.cloud.dataplane_lab import VPC_CIDR, CloudLab
+from natlab.cloud.dataplane_lab import CloudLab
 from natlab.cloud.image import Image
 from natlab.cloud.sandbox import InstanceSandbox
-from natlab.module.userdata import render
 
 ADDED_LATENCY = 0.1
 SLA = 180.0
@@ -119,11 +118,7 @@ def refusing_aws(aws: Any) -> Iterator[FlakyAws]:
 
 def boot_nat_b(lab: CloudLab, port: int, workdir: Path) -> InstanceSandbox:
     """NAT B boots the real rendered user data (baked image) against the API at ``port``."""
-    identity = _identity(lab, lab.nat_b)
-    user_data = render(
-        zone=identity.az, asg_name="natlab-api-faults", route_table_ids=[lab.private_rtb], served_cidrs=[VPC_CIDR]
-    ).encode()
-    with InstanceSandbox(identity, user_data, port, image=Image("baked"), workdir=workdir, keep=True) as box:
+    with nat_b_sandbox(lab, port, workdir, image=Image("baked")) as box:
         box.wait(timeout=BOOT_TIMEOUT)
     return box
 

@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_image_profiles import BOOT_TIMEOUT, _identity, _port, _route_target, needs_netns
+from test_image_profiles import BOOT_TIMEOUT, _port, _route_target, nat_b_sandbox, needs_netns
 
-from natlab.cloud.dataplane_lab import VPC_CIDR, CloudLab
+from natlab.cloud.dataplane_lab import CloudLab
 from natlab.cloud.image import Image
-from natlab.cloud.sandbox import InstanceSandbox
-from natlab.module.userdata import render
 
 CHANGING_STEPS = {"forwarding", "masquerade", "install", "persist", "source-dest-check", "elastic-ip", "routes"}
 
@@ -43,13 +41,10 @@ def test_a_malformed_value_stops_the_boot_before_any_change(
     aws: Any, lab: CloudLab, tmp_path: Path, broken: str
 ) -> None:
     lab.route_private_to(lab.nat_a, create=True)
-    identity = _identity(lab, lab.nat_b)
     name, value = MALFORMED[broken]
-    good = render(
-        zone=identity.az, asg_name="natlab-config", route_table_ids=[lab.private_rtb], served_cidrs=[VPC_CIDR]
-    )
-    user_data = with_value(good, name, value).encode()
-    with InstanceSandbox(identity, user_data, _port(aws), image=Image("baked"), workdir=tmp_path, keep=True) as box:
+    with nat_b_sandbox(
+        lab, _port(aws), tmp_path, image=Image("baked"), edit=lambda user_data: with_value(user_data, name, value)
+    ) as box:
         box.wait(timeout=BOOT_TIMEOUT)
     assert box.exit_code not in (0, None), box.describe()
     steps = box.step_times()
@@ -63,10 +58,6 @@ def test_a_malformed_value_stops_the_boot_before_any_change(
 @needs_netns
 def test_the_rendered_configuration_passes_the_check(aws: Any, lab: CloudLab, tmp_path: Path) -> None:
     lab.route_private_to(lab.nat_a, create=True)
-    identity = _identity(lab, lab.nat_b)
-    user_data = render(
-        zone=identity.az, asg_name="natlab-config", route_table_ids=[lab.private_rtb], served_cidrs=[VPC_CIDR]
-    ).encode()
-    with InstanceSandbox(identity, user_data, _port(aws), image=Image("baked"), workdir=tmp_path, keep=True) as box:
+    with nat_b_sandbox(lab, _port(aws), tmp_path, image=Image("baked")) as box:
         box.wait(timeout=BOOT_TIMEOUT)
     assert box.step_times()["config"].status == "done", box.describe()

@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from test_image_profiles import _identity, _port, _route_target, needs_netns
+from test_image_profiles import _port, _route_target, nat_b_sandbox, needs_netns
 
-from natlab.cloud.dataplane_lab import VPC_CIDR, CloudLab
+from natlab.cloud.dataplane_lab import CloudLab
 from natlab.cloud.image import Image
 from natlab.cloud.imds import ImdsServer
 from natlab.cloud.sandbox import InstanceSandbox
-from natlab.module.userdata import render
 
 BOOT_DELAY = 0.5
 IMDS_DOWN_FOR = 2.5
@@ -28,13 +27,7 @@ GIVES_UP_WITHIN = 30.0
 
 
 def sandbox(lab: CloudLab, aws: Any, workdir: Path) -> InstanceSandbox:
-    identity = _identity(lab, lab.nat_b)
-    user_data = render(
-        zone=identity.az, asg_name="natlab-imds", route_table_ids=[lab.private_rtb], served_cidrs=[VPC_CIDR]
-    ).encode()
-    return InstanceSandbox(
-        identity, user_data, _port(aws), image=Image("baked"), workdir=workdir, keep=True, boot_delay=BOOT_DELAY
-    )
+    return nat_b_sandbox(lab, _port(aws), workdir, image=Image("baked"), boot_delay=BOOT_DELAY)
 
 
 @needs_netns

@@ -7,7 +7,7 @@ the lab models (``natlab/cloud/image.py``, the ``dnf`` shim). ``baked`` has nfta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,16 +107,30 @@ def vpc(lab: CloudLab) -> Iterator[EmulatedVpc]:
         yield emulated
 
 
+def nat_b_sandbox(
+    lab: CloudLab,
+    port: int,
+    workdir: Path,
+    *,
+    image: Image,
+    edit: Callable[[str], str] = lambda user_data: user_data,
+    **sandbox: Any,
+) -> InstanceSandbox:
+    """NAT B, not started yet, with the real user data rendered for the lab's private route table
+    (``edit`` may change it first), its API at ``port``; ``sandbox`` goes to ``InstanceSandbox``."""
+    identity = _identity(lab, lab.nat_b)
+    user_data = render(
+        zone=identity.az, asg_name="natlab-nat-b", route_table_ids=[lab.private_rtb], served_cidrs=[VPC_CIDR]
+    )
+    return InstanceSandbox(identity, edit(user_data).encode(), port, image=image, workdir=workdir, keep=True, **sandbox)
+
+
 def _boot_nat_b(
     aws: Any, lab: CloudLab, vpc: EmulatedVpc, image: Image, workdir: Path
 ) -> tuple[InstanceSandbox, str | None]:
     """NAT B boots the real rendered user data on ``image``: its (closed) sandbox, and the address a
     private host's traffic leaves with when the boot succeeded."""
-    identity = _identity(lab, lab.nat_b)
-    user_data = render(
-        zone=identity.az, asg_name="natlab-image", route_table_ids=[lab.private_rtb], served_cidrs=[VPC_CIDR]
-    ).encode()
-    box = InstanceSandbox(identity, user_data, _port(aws), image=image, attach=vpc.attach, workdir=workdir, keep=True)
+    box = nat_b_sandbox(lab, _port(aws), workdir, image=image, attach=vpc.attach)
     egress = None
     with box:
         box.wait(timeout=BOOT_TIMEOUT)
