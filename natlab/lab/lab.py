@@ -29,6 +29,7 @@ from natlab.cloud.sandbox import InstanceSandbox
 from natlab.cloud.warm_pool import WARM
 from natlab.lab.settings import HarnessSettings
 from natlab.lab.terraform import TerraformWorkdir
+from natlab.lab.vpc_lookup import lab_vpc_id
 from natlab.report.timeline import REPLACEMENT_LAUNCHED, SOURCE_ASG, SOURCE_ROUTER, Timeline
 from natlab.resource import Resource
 from natlab.waiting import wait_until
@@ -164,9 +165,9 @@ class Lab(Resource):
     # --- the data plane, built when the first instance boots ---------------------------------
 
     def _attach(self, ns: Namespace, ifname: str, mac: str, ip_cidr: str) -> None:
-        self._data_plane().attach(ns, ifname=ifname, mac=mac, ip_cidr=ip_cidr)
+        self._data_plane(ip_cidr.split("/")[0]).attach(ns, ifname=ifname, mac=mac, ip_cidr=ip_cidr)
 
-    def _data_plane(self) -> EmulatedVpc:
+    def _data_plane(self, booting_ip: str) -> EmulatedVpc:
         """The emulated VPC, built from the emulator's view on first use (by the first boot).
 
         The fixture's module depends on the whole network, so when its first instance boots the
@@ -177,8 +178,9 @@ class Lab(Resource):
                 raise RuntimeError("the emulated VPC could not be built") from self._vpc_error
             if self.vpc is None:
                 try:
+                    vpc_id = lab_vpc_id(self.ec2, self.config.name, booting_ip)
                     vpc = EmulatedVpc(
-                        self.ec2, self._vpc_id(), poll_interval=ROUTE_SYNC_IDLE_INTERVAL, on_event=self._on_router_event
+                        self.ec2, vpc_id, poll_interval=ROUTE_SYNC_IDLE_INTERVAL, on_event=self._on_router_event
                     )
                     self.vpc = vpc.open()
                 except BaseException as error:
@@ -281,12 +283,6 @@ class Lab(Resource):
     @property
     def autoscaling(self) -> Any:
         return self.backend.client("autoscaling")
-
-    def _vpc_id(self) -> str:
-        vpcs = self.ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [self.config.name]}])["Vpcs"]
-        if len(vpcs) != 1:
-            raise RuntimeError(f"expected one VPC named {self.config.name}, found {len(vpcs)}")
-        return vpcs[0]["VpcId"]
 
     def _zones_from_outputs(self) -> dict[str, Zone]:
         out = self.outputs
