@@ -1,4 +1,4 @@
-"""Generates the README's inputs and outputs tables from variables.tf and outputs.tf.
+"""Generates the README's inputs and outputs tables from variables.tf and outputs.tf (and its rejected-inputs list).
 
 The tables live between `<!-- BEGIN_TF_DOCS -->` and `<!-- END_TF_DOCS -->` in README.md. This
 module is the only writer of that block (`python -m natlab.module.readme_tables --write`), and
@@ -10,7 +10,6 @@ Variables and outputs are listed in file order, which groups them the way variab
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -18,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import hcl2
+
+from natlab.module import rejected_inputs
+from natlab.module.hcl_values import hcl_value, unquote
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BEGIN_MARKER = "<!-- BEGIN_TF_DOCS -->"
@@ -41,13 +43,6 @@ class Output:
     description: str
 
 
-def _unquote(value: Any) -> Any:
-    """python-hcl2 keeps string literals quoted ('"text"'); HCL's escapes match JSON's for ours."""
-    if isinstance(value, str) and len(value) >= 2 and value.startswith('"') and value.endswith('"'):
-        return json.loads(value)
-    return value
-
-
 def _expression(value: str) -> str:
     """python-hcl2 wraps expressions as '${...}'; the table shows the bare HCL."""
     if value.startswith("${") and value.endswith("}"):
@@ -55,29 +50,10 @@ def _expression(value: str) -> str:
     return value
 
 
-def _render_value(value: Any) -> str:
-    """A default as a reader would write it in HCL."""
-    value = _unquote(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_render_value(item) for item in value) + "]"
-    if isinstance(value, dict):
-        items = {key: item for key, item in value.items() if key != "__is_block__"}
-        return "{" + ", ".join(f"{_unquote(key)} = {_render_value(item)}" for key, item in items.items()) + "}"
-    raise TypeError(f"cannot render default {value!r}")
-
-
 def _blocks(path: Path, kind: str) -> list[tuple[str, dict[str, Any]]]:
     with path.open(encoding="utf-8") as handle:
         parsed = hcl2.load(handle)
-    return [(_unquote(name), body) for block in parsed.get(kind, []) for name, body in block.items()]
+    return [(unquote(name), body) for block in parsed.get(kind, []) for name, body in block.items()]
 
 
 def read_inputs(module_dir: Path = REPO_ROOT) -> list[Input]:
@@ -87,9 +63,9 @@ def read_inputs(module_dir: Path = REPO_ROOT) -> list[Input]:
         inputs.append(
             Input(
                 name=name,
-                description=_unquote(body.get("description", "")),
-                type=_expression(_unquote(body.get("type", "any"))),
-                default=_render_value(body["default"]) if has_default else None,
+                description=unquote(body.get("description", "")),
+                type=_expression(unquote(body.get("type", "any"))),
+                default=hcl_value(body["default"]) if has_default else None,
                 required=not has_default,
             )
         )
@@ -98,7 +74,7 @@ def read_inputs(module_dir: Path = REPO_ROOT) -> list[Input]:
 
 def read_outputs(module_dir: Path = REPO_ROOT) -> list[Output]:
     return [
-        Output(name=name, description=_unquote(body.get("description", "")))
+        Output(name=name, description=unquote(body.get("description", "")))
         for name, body in _blocks(module_dir / "outputs.tf", "output")
     ]
 
@@ -130,17 +106,26 @@ def render_tables(module_dir: Path = REPO_ROOT) -> str:
     return "\n".join(lines) + "\n"
 
 
-def current_tables(readme_text: str) -> str:
+def current_tables(readme_text: str, begin: str = BEGIN_MARKER, end: str = END_MARKER) -> str:
     """What the README holds between the markers now."""
-    start = readme_text.index(BEGIN_MARKER) + len(BEGIN_MARKER)
-    end = readme_text.index(END_MARKER, start)
-    return readme_text[start:end].strip("\n") + "\n"
+    start = readme_text.index(begin) + len(begin)
+    stop = readme_text.index(end, start)
+    return readme_text[start:stop].strip("\n") + "\n"
 
 
-def update_readme(readme_text: str, tables: str) -> str:
-    start = readme_text.index(BEGIN_MARKER) + len(BEGIN_MARKER)
-    end = readme_text.index(END_MARKER, start)
-    return readme_text[:start] + "\n" + tables + readme_text[end:]
+def update_readme(readme_text: str, tables: str, begin: str = BEGIN_MARKER, end: str = END_MARKER) -> str:
+    start = readme_text.index(begin) + len(begin)
+    stop = readme_text.index(end, start)
+    return readme_text[:start] + "\n" + tables + readme_text[stop:]
+
+
+def generated_blocks(module_dir: Path) -> list[tuple[str, str, str]]:
+    """(begin marker, end marker, content) of every generated block of the README."""
+    rejected = rejected_inputs.render_list(module_dir / "tests")
+    return [
+        (BEGIN_MARKER, END_MARKER, render_tables(module_dir)),
+        (rejected_inputs.BEGIN_MARKER, rejected_inputs.END_MARKER, rejected),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,27 +138,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    tables = render_tables(args.module_dir)
+    blocks = generated_blocks(args.module_dir)
     readme = args.readme or args.module_dir / "README.md"
     if not (args.write or args.check):
-        sys.stdout.write(tables)
+        sys.stdout.write("\n".join(content for _, _, content in blocks))
         return 0
     text = readme.read_text(encoding="utf-8")
     if args.check:
-        if current_tables(text) != tables:
+        stale = [begin for begin, end, content in blocks if current_tables(text, begin, end) != content]
+        if stale:
             log.error(
-                "%s: inputs/outputs tables are out of date; run `python -m natlab.module.readme_tables --write`",
+                "%s: generated blocks out of date (%s); run `python -m natlab.module.readme_tables --write`",
                 readme,
+                ", ".join(stale),
             )
             return 1
-        log.info("%s: inputs/outputs tables are up to date", readme)
+        log.info("%s: generated blocks are up to date", readme)
         return 0
-    updated = update_readme(text, tables)
+    updated = text
+    for begin, end, content in blocks:
+        updated = update_readme(updated, content, begin, end)
     if updated != text:
         readme.write_text(updated, encoding="utf-8")
-        log.info("%s: tables rewritten", readme)
+        log.info("%s: generated blocks rewritten", readme)
     else:
-        log.info("%s: tables already up to date", readme)
+        log.info("%s: generated blocks already up to date", readme)
     return 0
 
 
