@@ -146,14 +146,18 @@ class Lab(Resource):
     def close(self) -> None:
         self._stack.close()
 
-    def destroy(self) -> None:
+    def destroy(self, *, cloud_running: bool = False) -> None:
         """terraform destroy now (the scenario that checks nothing is left behind calls it).
 
-        The emulated cloud stops first, as at the end of every lab: its instances' namespaces go, and
-        nothing polls the emulator while Terraform deletes what it made.
+        By default the emulated cloud stops first, as at the end of every lab: its instances'
+        namespaces go, and nothing polls the emulator while Terraform deletes what it made. With
+        ``cloud_running`` it stops after the destroy instead, as on AWS: instances still booting
+        meet their route tables, groups and hooks disappearing under them.
         """
-        self._cloud.close()
+        if not cloud_running:
+            self._cloud.close()
         self.terraform.destroy()
+        self._cloud.close()
 
     def _dataplane_unavailable(self) -> str | None:
         if not self.config.dataplane:
