@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ENV := source .build/env.sh &&
 EXAMPLES := $(wildcard examples/*/)
 
-.PHONY: verify test bootstrap lint terraform-checks terraform-test pytest-unit checkov harness docs bench
+.PHONY: verify test bootstrap lint terraform-checks terraform-test terraform-test-provider-6 pytest-unit checkov harness docs bench
 
 # Three workers on two cores: the one-zone and three-zone labs (one xdist_group each: the largest
 # work units, so xdist hands them out first) apply side by side, and much of a lab's time is waiting
@@ -36,7 +36,11 @@ terraform-checks:
 	done
 
 terraform-test:
+	scripts/require-terraform.sh 1.11 "terraform test (override_during in tests/*.tftest.hcl)"
 	$(ENV) terraform test
+
+terraform-test-provider-6: ## terraform test on the newest hashicorp/aws 6.x (needs the registry).
+	scripts/test-provider-6.sh
 
 pytest-unit:
 	$(ENV) pytest tests $(PYTEST_ARGS)

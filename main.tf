@@ -1,6 +1,8 @@
 locals {
-  partition  = data.aws_partition.current.partition
-  region     = data.aws_region.current.name
+  partition = data.aws_partition.current.partition
+  # From the VPC's ARN (arn:PARTITION:ec2:REGION:OWNER:vpc/ID): hashicorp/aws 5.x has no
+  # aws_region.region and 6.x deprecates .name (and .id from 6.47); an ARN reads the same on both.
+  region     = split(":", data.aws_vpc.this.arn)[3]
   account_id = data.aws_caller_identity.current.account_id
 
   # The tag the launch template puts on each instance and its network
@@ -42,8 +44,6 @@ locals {
 }
 
 data "aws_partition" "current" {}
-
-data "aws_region" "current" {}
 
 data "aws_caller_identity" "current" {}
 

@@ -8,7 +8,9 @@ terraform {
       source = "hashicorp/aws"
       # 5.32.0 added instance_refresh.preferences.max_healthy_percentage, which
       # the Auto Scaling groups use to launch a replacement before terminating.
-      version = ">= 5.32.0"
+      # Below 7.0: 7.x is expected to drop attributes 6.x deprecates; the module
+      # reads none of those today (no aws_region.name: see main.tf's locals).
+      version = ">= 5.32.0, < 7.0"
     }
   }
 }

@@ -63,3 +63,14 @@ def test_rendering_carries_the_configuration_and_the_unchanged_script():
 def test_render_refuses_an_empty_route_table_list():
     with pytest.raises(ValueError, match="route_table_ids"):
         render(zone="a", asg_name="g", route_table_ids=[], served_cidrs=["10.0.0.0/16"])
+
+
+PROJECT_SCRIPTS = sorted((BOOT_SCRIPT_PATH.parents[1] / "scripts").glob("*.sh"))
+
+
+@pytest.mark.parametrize("script", PROJECT_SCRIPTS, ids=[path.name for path in PROJECT_SCRIPTS])
+def test_project_scripts_pass_shellcheck_and_shfmt(script: Path):
+    checked = subprocess.run([_tool("shellcheck"), "--severity=style", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout
+    formatted = subprocess.run([_tool("shfmt"), "-i", "2", "-ci", "-d", str(script)], capture_output=True, text=True)
+    assert formatted.returncode == 0, f"shfmt would reformat {script.name}:\n{formatted.stdout}"

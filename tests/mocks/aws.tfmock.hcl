@@ -7,12 +7,6 @@ mock_data "aws_partition" {
   }
 }
 
-mock_data "aws_region" {
-  defaults = {
-    name = "eu-west-1"
-  }
-}
-
 mock_data "aws_caller_identity" {
   defaults = {
     account_id = "123456789012"
@@ -22,6 +16,7 @@ mock_data "aws_caller_identity" {
 mock_data "aws_vpc" {
   defaults = {
     id         = "vpc-0123456789abcdef0"
+    arn        = "arn:aws:ec2:eu-west-1:123456789012:vpc/vpc-0123456789abcdef0"
     cidr_block = "10.0.0.0/16"
     cidr_block_associations = [
       { association_id = "vpc-cidr-assoc-0aaaaaaaaaaaaaaa1", cidr_block = "10.0.0.0/16", state = "associated" },
