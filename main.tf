@@ -341,6 +341,7 @@ resource "aws_launch_template" "this" {
       volume_size           = coalesce(var.root_volume_size, local.ami_root_volume_size, 8)
       volume_type           = "gp3"
       encrypted             = true
+      kms_key_id            = var.root_volume_kms_key_id
       delete_on_termination = true
     }
   }
@@ -364,7 +365,15 @@ resource "aws_launch_template" "this" {
     device_index                = 0
     associate_public_ip_address = true
     delete_on_termination       = true
-    security_groups             = [aws_security_group.this.id]
+    security_groups             = concat([aws_security_group.this.id], var.additional_security_group_ids)
+  }
+
+  dynamic "credit_specification" {
+    for_each = var.credit_specification == null ? [] : [var.credit_specification]
+
+    content {
+      cpu_credits = credit_specification.value
+    }
   }
 
   dynamic "tag_specifications" {
@@ -385,6 +394,11 @@ resource "aws_launch_template" "this" {
     precondition {
       condition     = var.root_volume_size == null || local.ami_root_volume_size == null ? true : var.root_volume_size >= local.ami_root_volume_size
       error_message = "root_volume_size (${coalesce(var.root_volume_size, 0)} GiB) must be at least the size of the AMI's root snapshot (${coalesce(local.ami_root_volume_size, 0)} GiB)."
+    }
+
+    precondition {
+      condition     = var.credit_specification == null || data.aws_ec2_instance_type.this.burstable_performance_supported
+      error_message = "credit_specification applies to burstable instance types only (t2, t3, t3a, t4g); instance_type ${var.instance_type} is not one: set credit_specification = null."
     }
 
     precondition {

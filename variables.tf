@@ -229,6 +229,45 @@ variable "detailed_monitoring" {
   nullable    = false
 }
 
+variable "additional_security_group_ids" {
+  description = "IDs of further security groups for the NAT instances' network interface, besides the module's own (for example one that lets a monitoring host in). At most 4: an interface takes 5 groups by default."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for id in var.additional_security_group_ids : can(regex("^sg-[0-9a-f]{8}([0-9a-f]{9})?$", id))])
+    error_message = "additional_security_group_ids must hold security group IDs (sg- followed by 8 or 17 hexadecimal digits)."
+  }
+
+  validation {
+    condition     = length(var.additional_security_group_ids) <= 4 && length(distinct(var.additional_security_group_ids)) == length(var.additional_security_group_ids)
+    error_message = "additional_security_group_ids may hold at most 4 distinct IDs: with the module's own group that is the default limit of 5 groups per network interface."
+  }
+}
+
+variable "credit_specification" {
+  description = "CPU credit option of a burstable instance type (t2, t3, t3a, t4g): `standard` or `unlimited`. Null (the default) keeps the type's launch default (unlimited for t3, t3a and t4g). Only for burstable types."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.credit_specification == null ? true : contains(["standard", "unlimited"], var.credit_specification)
+    error_message = "credit_specification must be null, \"standard\" or \"unlimited\"."
+  }
+}
+
+variable "root_volume_kms_key_id" {
+  description = "ARN of a customer managed KMS key to encrypt the root volume with. Null (the default) uses the account's default EBS key. The key policy must let the Auto Scaling service-linked role use the key (see the README, Security model)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.root_volume_kms_key_id == null ? true : can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$", var.root_volume_kms_key_id))
+    error_message = "root_volume_kms_key_id must be null or a KMS key ARN (arn:PARTITION:kms:REGION:ACCOUNT:key/KEY-ID); an alias cannot be used for an Auto Scaling launch."
+  }
+}
+
 variable "iam_role_permissions_boundary" {
   description = "ARN of an IAM policy to set as the permissions boundary of the instance role, for accounts that require one. Null sets none."
   type        = string

@@ -63,6 +63,9 @@ mock_provider "aws" {{
   mock_data "aws_ami" {{
     defaults = {{ architecture = "arm64", id = "ami-0123456789abcdef0" }}
   }}
+  mock_data "aws_vpc" {{
+    defaults = {{ arn = "arn:aws:ec2:eu-west-1:123456789012:vpc/vpc-0123456789abcdef0" }}
+  }}
 }}
 
 run "parity_{case.replace("+", "_").replace("-", "_")}" {{

@@ -34,7 +34,8 @@ mock_data "aws_subnet" {
 
 mock_data "aws_ec2_instance_type" {
   defaults = {
-    supported_architectures = ["arm64"]
+    supported_architectures         = ["arm64"]
+    burstable_performance_supported = true
   }
 }
 
