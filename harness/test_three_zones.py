@@ -15,9 +15,12 @@ import pytest
 from natlab.cloud import moto_fixes
 from natlab.lab.failover import run_failover
 from natlab.lab.lab import Lab
+from natlab.lab.reboot import reboot_nat
 from natlab.waiting import wait_until
 
 FAILED_ZONE = "us-east-1b"
+#: The reboot scenario's zone: its NAT is the one the first apply launched.
+REBOOTED_ZONE = "us-east-1c"
 #: The commit-point and refresh scenarios' zone.
 ZONE = "us-east-1a"
 #: The scenarios share one lab, in order, on one xdist worker (``--dist loadgroup``).
@@ -45,6 +48,36 @@ def test_killing_one_zones_nat_leaves_other_zones_untouched(three_zone_lab: Lab,
     lost = {zone: stream.result.lost for zone, stream in streams.items()}
     # Stopping the stream may cut off the last few echoes in flight; an outage would be hundreds.
     assert all(count <= 3 for count in lost.values()), f"other zones lost datagrams: {lost}"
+
+
+def test_a_rebooted_nat_serves_again_from_its_persisted_config(three_zone_lab: Lab, record_fault):
+    lab = three_zone_lab
+    if lab.vpc is None:
+        pytest.skip(f"only real packets tell forwarding and masquerade came back: {lab.dataplane_skip_reason}")
+    result = reboot_nat(lab, REBOOTED_ZONE)
+    # The same instance serves again: Auto Scaling replaced nothing, no route ever moved.
+    assert result.group_after == result.group_before == {result.instance_id: "InService"}, result.summary()
+    assert result.route_targets_seen == {result.eni}, result.summary()
+    # Its kernel state went and came back from the persisted unit, not from user data.
+    box = result.box
+    assert box is not None and box.started_again and box.exit_code == 0, result.summary()
+    modes = [line.message.split()[-1] for line in box.log_lines() if line.message.startswith("boot mode ")]
+    assert modes == ["first-boot", "start"], box.boot_log()
+    start = box.boot_log().split("boot mode start", 1)[1]
+    assert "step=forwarding done" in start and "step=masquerade done" in start, box.boot_log()
+    assert f"routes already point at {result.eni}" in start, box.boot_log()
+    assert "rebooted" in [e.kind for e in lab.fleet.events if e.instance_id == result.instance_id]
+    assert result.egress_address == result.public_ip, result.summary()
+    assert result.datagrams_lost, f"no outage seen: was the stream really through the NAT?\n{result.summary()}"
+    assert result.outage_seconds is not None and result.outage_seconds <= lab.settings.sla, result.summary()
+    print(f"reboot: {result.datagrams_lost} datagrams lost, outage {result.outage_seconds:.3f} s")
+    record_fault(
+        "RebootInstances on the serving NAT (reboot modelled as "
+        f"{lab.fleet.reboot_seconds:.2f} s), UDP stream through it",
+        "same instance serves again: forwarding and masquerade from the persisted unit, routes never moved",
+        result.outage_seconds,
+        f"{result.datagrams_lost} datagrams lost; unit ran {result.seconds:.2f} s after the call",
+    )
 
 
 def replacing(old: str, new: str):

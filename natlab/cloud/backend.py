@@ -159,14 +159,16 @@ class MotoBackend(Backend):
         return True
 
     def reset(self) -> None:
-        """Forget every resource (POST /moto-api/reset), the lifecycle actions the fixes recorded and the warm pools."""
-        from natlab.cloud import moto_fixes, warm_pool
+        """Forget every resource (POST /moto-api/reset), the lifecycle actions and reboots the fixes
+        recorded, and the warm pools."""
+        from natlab.cloud import moto_fixes, reboots, warm_pool
 
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=10) as response:  # loopback only
             response.read()
         moto_fixes.LIFECYCLE.clear()
         warm_pool.WARM.clear()
+        reboots.REBOOTS.clear()
 
     def close(self) -> None:
         server, self._server = self._server, None

@@ -5,7 +5,9 @@ plays EC2's part: it polls the emulator and boots an ``InstanceSandbox`` (``sand
 new running instance of an Auto Scaling group (or of its warm pool), and kills it (namespace and
 all) when the instance is terminated or stopped. A stopped instance that runs again (started out of
 a warm pool) boots from its own disk, the instance dir its first boot left: the systemd units that
-boot enabled run, not the user data (cloud-init runs that once).
+boot enabled run, not the user data (cloud-init runs that once). A rebooted instance (RebootInstances,
+counted by its moto fix in ``reboots.REBOOTS``) loses its sandbox's processes and namespace (its
+kernel state) and, after a modelled reboot time, starts again the same way from its disk.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from natlab.waiting import wait_until
 from .clients import aws_client
 from .image import Image
 from .imds import InstanceIdentity
+from .reboots import REBOOT_SECONDS, RebootRegistry
 from .sandbox import InstanceSandbox
 from .warm_pool import WarmPools
 
@@ -48,7 +51,7 @@ class FleetEvent:
     """``time.time()`` of the event."""
     kind: str
     """``boot-start`` | ``start`` (a stopped instance started again) | ``boot-exit`` | ``boot-failed`` |
-    ``stopped`` | ``terminated``"""
+    ``stopped`` | ``rebooted`` | ``terminated``"""
     instance_id: str
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -124,18 +127,24 @@ class InstanceFleet(Resource):
         on_event: Callable[[FleetEvent], None] | None = None,
         image_for: Callable[[str], Image] | None = None,
         warm_pools: WarmPools | None = None,
+        reboots: RebootRegistry | None = None,
+        reboot_seconds: float = REBOOT_SECONDS,
         **sandbox_kwargs: Any,
     ) -> None:
         """``warm_pools`` (``natlab.cloud.warm_pool.WARM``): an instance it knows boots even outside a
         group, with IMDS saying its target lifecycle state (other group instances are told
         ``InService``), and a stop it counts ends the sandbox even if no poll saw the instance stopped
-        (a pool instance can be stopped and started again between two polls)."""
+        (a pool instance can be stopped and started again between two polls). ``reboots``
+        (``natlab.cloud.reboots.REBOOTS``): a reboot it counts restarts the instance's sandbox from its
+        disk; the units start ``reboot_seconds`` later (or after ``boot_delay`` less the launch, if longer)."""
         self.backend_port = backend_port
         self.region = region
         self.poll_interval = poll_interval
         self.on_event = on_event
         self.image_for = image_for
         self.warm_pools = warm_pools
+        self.reboots = reboots
+        self.reboot_seconds = reboot_seconds
         self.sandbox_kwargs = sandbox_kwargs
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="natlab-fleet-")) if workdir is None else Path(workdir)
@@ -144,6 +153,7 @@ class InstanceFleet(Resource):
         self._failed: set[str] = set()
         self._stopped: set[str] = set()  # instances whose sandbox died because they were stopped
         self._stops_at_boot: dict[str, int] = {}  # instance id -> warm_pools' stop count at its boot
+        self._reboots_at_boot: dict[str, int] = {}  # instance id -> reboots' count at its boot
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -219,7 +229,9 @@ class InstanceFleet(Resource):
                     box.terminate()
                     self._stopped.add(iid)
                     self._emit("stopped", iid, state=state)
-                if box is None and in_asg and state == "running" and iid not in self._failed:
+                if box is not None and not box.terminated and state == "running" and self._rebooted_since_boot(iid):
+                    self._reboot(box, instance)
+                elif box is None and in_asg and state == "running" and iid not in self._failed:
                     self._boot(instance)
                 elif box is not None and box.terminated and state == "running" and iid in self._stopped:
                     self._stopped.discard(iid)
@@ -230,17 +242,21 @@ class InstanceFleet(Resource):
                         self._stopped.add(iid)
                     self._emit("stopped" if state in STOPPED_STATES else "terminated", iid, state=state)
 
-    def _boot(self, instance: dict[str, Any], started_again: bool = False) -> None:
+    def _boot(self, instance: dict[str, Any], started_again: bool = False, rebooted: bool = False) -> None:
         """Boot a sandbox for ``instance``; one that fails to boot is closed and never retried.
 
-        ``started_again``: the instance ran before and was stopped; its instance dir is its disk.
+        ``started_again``: the instance ran before and was stopped (or ``rebooted``); its instance dir is its disk.
         """
         iid = instance["InstanceId"]
         if self.warm_pools is not None:
             self._stops_at_boot[iid] = self.warm_pools.stops(iid)
+        if self.reboots is not None:
+            self._reboots_at_boot[iid] = self.reboots.count(iid)
         kwargs = dict(self.sandbox_kwargs)
         if started_again:
             kwargs["boot_delay"] = max(0.0, kwargs.get("boot_delay", 0.0) - LAUNCH_ONLY_SECONDS)
+        if rebooted:
+            kwargs["boot_delay"] = max(self.reboot_seconds, kwargs["boot_delay"])
         try:
             identity = identity_from_backend(self._ec2, instance, self.region)
             user_data = user_data_from_backend(self._ec2, instance)
@@ -272,6 +288,17 @@ class InstanceFleet(Resource):
             eni=identity.interface_id,
             boot_delay=box.boot_delay,
         )
+
+    def _reboot(self, box: InstanceSandbox, instance: dict[str, Any]) -> None:
+        """What a reboot loses (processes, namespace: the kernel's state) goes; the disk stays for the restart."""
+        box.terminate()
+        self._emit("rebooted", box.identity.instance_id)
+        self._boot(instance, started_again=True, rebooted=True)
+
+    def _rebooted_since_boot(self, instance_id: str) -> bool:
+        if self.reboots is None:
+            return False
+        return self.reboots.count(instance_id) > self._reboots_at_boot.get(instance_id, 0)
 
     def _target_state(self, instance_id: str) -> str | None:
         return self.warm_pools.target_state(instance_id) if self.warm_pools is not None else None

@@ -32,6 +32,7 @@ from moto.ec2.utils import parse_user_data
 from natlab.cloud.lifecycle_actions import LIFECYCLE, LifecycleAction
 
 from .moto_fix_groups import fix_launch_template_interface_groups
+from .moto_fix_reboot import fix_reboot_instances
 from .moto_fix_warm_pool import fix_warm_pool
 
 logger = logging.getLogger(__name__)
@@ -331,6 +332,7 @@ FIXES: dict[str, Callable[[], None]] = {
     "launch_template_interface_groups": lambda: fix_launch_template_interface_groups(_patch),
     "network_interface_device_index_filter": fix_network_interface_device_index_filter,
     "warm_pool": lambda: fix_warm_pool(_patch),  # after lifecycle_hooks: it wraps that fix's handlers
+    "reboot_instances": lambda: fix_reboot_instances(_patch),
 }
 
 

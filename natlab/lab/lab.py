@@ -24,6 +24,7 @@ from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.fleet import FleetEvent, InstanceFleet
 from natlab.cloud.image import DnfModel, Image
 from natlab.cloud.netns import Namespace, unavailable_reason
+from natlab.cloud.reboots import REBOOT_SECONDS, REBOOTS
 from natlab.cloud.route_sync import RouterEvent
 from natlab.cloud.sandbox import InstanceSandbox
 from natlab.cloud.warm_pool import WARM
@@ -53,7 +54,10 @@ FLEET_POLL_INTERVAL = 0.2
 #: AWS's health-check, status-check and alarm delays scaled down 50x (30 s -> 0.6 s), so the fault
 #: matrix runs in seconds; boot time is modelled separately (--boot-delay).
 #: The launch hook's heartbeat is not scaled: boots run in real time.
-CONTROLLER_DELAYS = dataclasses.replace(AwsDelays.fast(0.02), poll_interval=0.2, lifecycle_timeout=None)
+AWS_DELAY_SCALE = 0.02
+CONTROLLER_DELAYS = dataclasses.replace(AwsDelays.fast(AWS_DELAY_SCALE), poll_interval=0.2, lifecycle_timeout=None)
+#: A reboot's OS shutdown and boot (``reboots.REBOOT_SECONDS``, 30 s, an estimate), scaled the same: 0.6 s.
+REBOOT_DELAY = REBOOT_SECONDS * AWS_DELAY_SCALE
 
 
 @dataclass
@@ -129,6 +133,8 @@ class Lab(Resource):
                     on_event=self._on_fleet_event,
                     poll_interval=FLEET_POLL_INTERVAL,
                     warm_pools=WARM if isinstance(self.backend, MotoBackend) else None,
+                    reboots=REBOOTS if isinstance(self.backend, MotoBackend) else None,
+                    reboot_seconds=REBOOT_DELAY,
                     boot_delay=self.settings.boot_delay,
                     user_data_transform=self._transform_user_data,
                     image_for=self._image_for,
