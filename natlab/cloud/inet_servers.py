@@ -54,6 +54,8 @@ class _LineEcho(socketserver.StreamRequestHandler):
 class _TcpEchoServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    # Hundreds of flows connect at once (flows.ManyFlows): the default backlog of 5 drops SYNs.
+    request_queue_size = 1024
 
 
 def _udp_echo(sock: socket.socket) -> None:
