@@ -33,6 +33,7 @@ from natlab.cloud.lifecycle_actions import LIFECYCLE, LifecycleAction
 
 from .moto_fix_groups import fix_launch_template_interface_groups
 from .moto_fix_warm_pool import fix_warm_pool
+from .zone_outages import fix_zone_outages
 
 logger = logging.getLogger(__name__)
 
@@ -331,6 +332,7 @@ FIXES: dict[str, Callable[[], None]] = {
     "launch_template_interface_groups": lambda: fix_launch_template_interface_groups(_patch),
     "network_interface_device_index_filter": fix_network_interface_device_index_filter,
     "warm_pool": lambda: fix_warm_pool(_patch),  # after lifecycle_hooks: it wraps that fix's handlers
+    "zone_outages": lambda: fix_zone_outages(_patch),  # last: a lost zone takes no launch of any kind
 }
 
 
