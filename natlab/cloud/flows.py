@@ -8,14 +8,15 @@ After a failover, ``fates(served_at, stall)`` says what became of each flow:
 
 - **reset**: ``ECONNRESET``/``EPIPE``. The replacement NAT has no conntrack entry for the flow. When
   it has a different public IP (no Elastic IP: the auto-assigned address goes with the old
-  instance), the flow's next segment reaches the server from an address and port the server has no
-  connection for, and the server answers RST; the RST goes back through the new NAT to the client.
-  With the Elastic IP moved along, the server's own retransmission (an echo lost with the old NAT)
-  reaches the new NAT first, which has no socket or conntrack entry for it and answers RST itself.
+  instance), it masquerades the flow's next segment to its own address: the server has no
+  connection from that address and port and answers RST, which the new NAT passes back to the
+  client. Where the new NAT's security group lets the server's own retransmission in, its stack
+  answers that with a RST too.
 - **survived**: echoed again after the new NAT served. Only with the Elastic IP moved along: the
-  client's retransmission reached the new NAT first, which adopts the mid-stream flow
+  client's retransmission reaches the new NAT, which adopts the mid-stream flow
   (``nf_conntrack_tcp_loose=1``) and masquerades it keeping the source port, so the server sees the
-  same address and port as before.
+  same address and port as before (its own retransmissions meanwhile are dropped by the new NAT's
+  security group: a connection it never saw, from outside the served CIDR blocks).
 - **closed**: the server closed the connection (FIN).
 - **hung**: no echo and no error for longer than ``stall`` s after the new NAT served.
 - **error**: any other socket error (named in ``Flow.detail``).
