@@ -26,9 +26,9 @@ What is modelled (AWS figures are the defaults of :class:`AwsDelays`):
   health check still replaces the instance (it treats impaired status checks as unhealthy), later;
 - launch lifecycle hooks: ABANDON (recorded by :mod:`natlab.cloud.moto_fixes`) terminates the instance;
   an instance left in ``Pending:Wait`` past the hook's heartbeat timeout gets the DefaultResult;
-- a failed launch (a lost zone, :mod:`natlab.cloud.zone_outages`): a group below its desired
-  capacity for ``launch_retry`` is launched again (SetDesiredCapacity to the same value), until a
-  launch succeeds;
+- a failed launch (a lost zone, :mod:`natlab.cloud.zone_outages`): a group whose launch was
+  refused and that is below its desired capacity for ``launch_retry`` is launched again
+  (SetDesiredCapacity to the same value), until a launch succeeds;
 - warm pools (:mod:`natlab.cloud.warm_pool`): each group's pool is kept filled per DescribeWarmPool,
   a prepared instance is stopped ``warm_stop`` after its hook's CONTINUE, one that ABANDONed is
   terminated. Taking a prepared instance on a replacement is moto's part (the ``warm_pool`` fix).
@@ -47,6 +47,7 @@ import botocore.exceptions
 
 from natlab.cloud.launch_first import LaunchFirst
 from natlab.cloud.warm_pool import WarmPoolKeeper
+from natlab.cloud.zone_outages import ZONES
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
@@ -425,7 +426,9 @@ class AsgHealthController(Resource):
     def _retry_launch(self, group: dict[str, Any], now: float) -> None:
         """A group short of its desired capacity for ``launch_retry`` s launches again (a failed launch)."""
         name = group["AutoScalingGroupName"]
-        if self._launch_first.busy(name) or not _short(group):
+        # Only launches this lab refused (a lost zone) are retried: moto's own bookkeeping of a group's
+        # size is left alone (it can read short for a moment where AWS would not launch).
+        if not ZONES.owes(name) or self._launch_first.busy(name) or not _short(group):
             self._short_since.pop(name, None)
             return
         since = self._short_since.setdefault(name, now)

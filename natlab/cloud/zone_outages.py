@@ -7,7 +7,8 @@ trying to reach its desired capacity and succeeds once the zone takes launches a
 Modelled here (``ZONES``, process-wide like moto's state): while a zone is ``down``, a launch into
 a group whose zones are all down launches nothing and is recorded in ``ZONES.refused`` (moto would
 launch at once, inside the TerminateInstances of the dead instance). The retry is the ASG
-controller's (``AwsDelays.launch_retry``: a group below its desired capacity is launched again).
+controller's (``AwsDelays.launch_retry``: a group whose launch was refused, ``ZONES.owes``, and that
+is below its desired capacity is launched again).
 What is not modelled: the lost zone's own subnets keep forwarding in the emulated VPC (its private
 workload is still there to check that the zone is served again afterwards).
 """
@@ -44,6 +45,7 @@ class ZoneOutages:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._down: set[str] = set()
+        self._owed: set[str] = set()  # groups whose last launch was refused
         self.refused: list[RefusedLaunch] = []
 
     @contextlib.contextmanager
@@ -72,9 +74,19 @@ class ZoneOutages:
         with self._lock:
             return [r for r in self.refused if r.group == group and r.at >= since]
 
+    def owes(self, group: str) -> bool:
+        """Whether the group's last launch was refused (and none went through since)."""
+        with self._lock:
+            return group in self._owed
+
     def note_refused(self, group: str, zones: list[str], count: int) -> None:
         with self._lock:
             self.refused.append(RefusedLaunch(group, tuple(zones), count, time.time()))
+            self._owed.add(group)
+
+    def note_launched(self, group: str) -> None:
+        with self._lock:
+            self._owed.discard(group)
 
 
 ZONES = ZoneOutages()
@@ -96,5 +108,6 @@ def fix_zone_outages(patch: Callable[[Any, str, Any], None]) -> None:
             logger.info("launch of %d into %s refused: %s down", count_needed, self.name, ", ".join(zones))
             return
         original_replace(self, count_needed, propagated_tags)
+        ZONES.note_launched(self.name)
 
     patch(group_cls, "replace_autoscaling_group_instances", replace_autoscaling_group_instances)
