@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
-from test_moto_fixes import make_group, only_instance
+from test_moto_fixes import group_instances, make_group, only_instance
 
 from natlab.cloud.asg_controller import (
     ALARM,
@@ -18,6 +19,7 @@ from natlab.cloud.asg_controller import (
     AwsDelays,
 )
 from natlab.cloud.backend import MotoBackend
+from natlab.cloud.zone_outages import ZONES
 from natlab.waiting import wait_until
 
 DELAYS = AwsDelays(
@@ -30,6 +32,7 @@ DELAYS = AwsDelays(
     abandon_to_terminate=0.05,
     lifecycle_timeout=0.4,
     grace_period=0.0,
+    launch_retry=0.05,
 )
 TIMEOUT = 5.0
 
@@ -140,6 +143,36 @@ def test_running_nat_is_left_alone(
     assert controller.current_instances() == {"nat-a": [instance]}
     assert kinds_for(events, instance) == [LAUNCHED]
     assert controller.errors == 0
+
+
+def test_a_group_in_a_lost_zone_launches_nothing_and_is_launched_again_once_the_zone_is_back(
+    aws: MotoBackend, controller: AsgHealthController, events: list[tuple[str, str]]
+) -> None:
+    make_group(aws)  # in us-east-1a
+    old = only_instance(aws, "nat-a")
+    controller.wait_for_poll()
+    with ZONES.down("us-east-1a"):
+        since = time.time()
+        aws.client("ec2").terminate_instances(InstanceIds=[old])  # moto would launch the replacement here
+        wait_until(
+            lambda: len(ZONES.refused_since("nat-a", since)) >= 3, what="three refused launches", timeout=TIMEOUT
+        )
+        assert group_instances(aws, "nat-a") == []
+    new = controller.wait_for_replacement("nat-a", old, TIMEOUT)
+    assert LAUNCHED in kinds_for(events, new)
+    assert [i["InstanceId"] for i in group_instances(aws, "nat-a")] == [new], "one launch, not one per retry"
+
+
+def test_a_zone_outage_names_its_zone_and_is_not_nested() -> None:
+    with pytest.raises(ValueError, match="zone must be an availability zone name"), ZONES.down(""):
+        pass
+    with (
+        ZONES.down("us-east-1c"),
+        pytest.raises(RuntimeError, match="us-east-1c is already down"),
+        ZONES.down("us-east-1c"),
+    ):
+        pass
+    assert not ZONES.refuses(["us-east-1c"]), "the zone is back after the block"
 
 
 def _launch_first(aws: MotoBackend, name: str = "nat-a") -> None:

@@ -15,6 +15,7 @@ import pytest
 from natlab.cloud import netns
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import CloudLab, nat_instance
+from natlab.cloud.flows import stall_bound
 
 pytestmark = [
     pytest.mark.dataplane,
@@ -78,3 +79,25 @@ def test_killing_nat_a_and_moving_the_route_to_ready_nat_b(lab: CloudLab, reques
         f"an established TCP flow through A should be reset by B (no conntrack state); "
         f"got {hold.outcome}: {hold.events[-3:]}"
     )
+
+
+def test_many_flows_through_a_nat_that_dies_are_all_reset_by_a_replacement_with_another_address(
+    lab: CloudLab,
+) -> None:
+    lab.route_private_to(lab.nat_a, create=True)
+    with EmulatedVpc(lab.ec2, lab.vpc_id) as vpc, nat_instance(vpc, lab, lab.nat_b):
+        with contextlib.ExitStack() as nat_a:
+            nat_a.enter_context(nat_instance(vpc, lab, lab.nat_a))
+            vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_a]}")
+            with vpc.many_flows(count=100, interval=0.2) as flows:
+                flows.wait_all_echoed()
+                killed = time.monotonic()
+                nat_a.close()
+                time.sleep(0.5)  # an outage long enough that every flow has a line unanswered
+                lab.route_private_to(lab.nat_b)
+                served = vpc.wait_for_event(rf"0\.0\.0\.0/0 → {lab.eni[lab.nat_b]}", after=killed).mono
+                counts = flows.settle(served, stall_bound(killed, served))
+        assert vpc.whoami() == lab.public_ip[lab.nat_b] != lab.public_ip[lab.nat_a]
+    log.info("%s", counts.text())
+    # B masquerades to another public address: the server knows no such connection and answers RST.
+    assert (counts.reset, counts.hung, counts.survived) == (100, 0, 0), counts.text()

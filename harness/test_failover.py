@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from natlab.cloud import moto_fixes, netns, warm_pool
+from natlab.cloud.flows import stall_bound
 from natlab.cloud.image import DnfModel
 from natlab.cloud.warm_pool import PENDING
 from natlab.lab import first_run, inbound, warm
@@ -124,6 +125,37 @@ def test_packets_flow_before_stop_during_and_flow_after_failover(one_zone_lab: L
     # must not be left hanging.
     assert one_zone_lab.zones[ZONE].eip_allocation_id, "this scenario expects the one-zone lab's Elastic IP"
     assert result.tcp_outcome in ("survived", "reset"), result.summary()
+
+
+#: Flows held through the many-flows failover: a line each every FLOW_INTERVAL s, from one thread.
+FLOWS = 300
+FLOW_INTERVAL = 0.5
+
+
+def test_hundreds_of_flows_through_a_failover_each_survive_or_are_reset_none_hangs(one_zone_lab: Lab, record_fault):
+    lab = one_zone_lab
+    if lab.vpc is None:
+        pytest.skip(f"data plane unavailable: {lab.dataplane_skip_reason}")
+    subnet = lab.zones[ZONE].private_subnet_id
+    with lab.vpc.many_flows(subnet, count=FLOWS, interval=FLOW_INTERVAL) as flows:
+        flows.wait_all_echoed()
+        result = run_failover(lab, ZONE, "terminate")  # with its own UDP stream and held connection
+        assert result.problems == [] and result.route_switched_at is not None, result.summary()
+        # Each flow keeps sending: its retransmission meets the new NAT within the bound (flows.py).
+        stall = stall_bound(result.fault_at, result.route_switched_at)
+        counts = flows.settle(result.route_switched_at, stall)
+    record_fault(
+        f"terminate the NAT of {ZONE} under {FLOWS} TCP flows (a line each every {FLOW_INTERVAL} s) "
+        "and a UDP stream (100/s)",
+        f"{counts.text()}; UDP lost {result.datagrams_lost}",
+        result.seconds,
+        f"hung = no echo and no error {stall:.1f} s after the route moved; data-plane outage "
+        f"{result.outage_seconds:.2f} s",
+        counts.as_dict() | {"udp lost": result.datagrams_lost or 0},
+    )
+    assert counts.hung == 0 and counts.error == 0, counts.text()
+    assert counts.survived + counts.reset + counts.closed == FLOWS, counts.text()
+    assert result.datagrams_lost, "no datagram lost: was the UDP stream really through the NAT?"
 
 
 # --- warm pool (issue 9): a replacement is a prepared, stopped instance, started again -------------

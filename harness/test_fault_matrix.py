@@ -62,3 +62,16 @@ def test_a_run_prints_the_matrix_from_its_workers_and_writes_it(tmp_path: Path) 
     rows = {r["scenario"]: r for r in json.loads((reports / fault_matrix.JSON_FILE).read_text())}
     assert rows["test_one"]["passed"] is True and rows["test_one"]["recovery_seconds"] == 2.0
     assert rows["test_two"]["passed"] is False
+
+
+def test_counts_stay_numbers_in_the_json_and_show_in_both_tables(tmp_path: Path) -> None:
+    counts = {"flows": 300, "survived": 0, "reset": 300, "hung": 0, "udp lost": 812}
+    row = FaultRow("flows", "terminate", "300 flows: 0 survived, 300 reset", True, 4.2, "", counts)
+    assert FaultRow.from_json(row.to_json()) == row
+    text = fault_matrix.render_text([row, FaultRow("b", "imds down", "abandoned", True)]).splitlines()
+    assert text[0].split()[-1] == "counts"
+    assert text[2].endswith("flows 300, survived 0, reset 300, hung 0, udp lost 812")
+    assert text[3].endswith("ok"), "a row without counts has none to show"
+    page = fault_matrix.write(tmp_path, [row])
+    assert json.loads((tmp_path / fault_matrix.JSON_FILE).read_text())[0]["counts"]["reset"] == 300
+    assert "reset 300" in page.read_text()

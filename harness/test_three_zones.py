@@ -13,9 +13,11 @@ import time
 import pytest
 
 from natlab.cloud import moto_fixes
+from natlab.cloud.zone_outages import ZONES
 from natlab.lab.failover import run_failover
 from natlab.lab.lab import Lab
 from natlab.lab.reboot import reboot_nat
+from natlab.lab.zone_loss import watch_routes, zone_lost
 from natlab.waiting import wait_until
 
 FAILED_ZONE = "us-east-1b"
@@ -40,14 +42,61 @@ def test_killing_one_zones_nat_leaves_other_zones_untouched(three_zone_lab: Lab,
                 streams[zone].wait_received(10)
         result = run_failover(lab, FAILED_ZONE, "terminate")
         for stream in streams.values():
-            stream.stop()
+            stream.finish()  # the echoes still in flight are waited for, not cut off
     record_failover(lab, result, "terminate-nat-3-zones")
     assert result.problems == [], result.summary()  # includes: other zones' routes unchanged
     assert result.seconds is not None and result.seconds <= result.sla
     assert {zone: lab.current_nat(zone) for zone in others} == nats_before
     lost = {zone: stream.result.lost for zone, stream in streams.items()}
-    # Stopping the stream may cut off the last few echoes in flight; an outage would be hundreds.
-    assert all(count <= 3 for count in lost.values()), f"other zones lost datagrams: {lost}"
+    assert lost == dict.fromkeys(streams, 0), f"other zones lost datagrams: {lost}"
+
+
+#: Launches the lost zone's group must have tried (and failed) before the zone comes back.
+REFUSED_LAUNCHES = 3
+
+
+def test_a_whole_zone_lost_costs_the_other_zones_not_one_datagram(three_zone_lab: Lab, record_fault):
+    lab = three_zone_lab
+    if lab.vpc is None:
+        pytest.skip(f"data plane unavailable: {lab.dataplane_skip_reason}")
+    vpc, lost = lab.vpc, lab.zones[FAILED_ZONE]
+    others = [zone for zone in lab.zones if zone != FAILED_ZONE]
+    nats_before = {zone: lab.current_nat(zone) for zone in others}
+    with lab.watching_closely(), watch_routes(lab, others) as routes, contextlib.ExitStack() as traffic:
+        streams = {
+            zone: traffic.enter_context(vpc.udp_stream(lab.zones[zone].private_subnet_id, duration=120, late=1.0))
+            for zone in others
+        }
+        for stream in streams.values():
+            stream.wait_received(10)
+        with zone_lost(lab, FAILED_ZONE) as loss:
+            refused = wait_until(
+                lambda: len(ZONES.refused_since(lost.asg_name, loss.lost_wall)) >= REFUSED_LAUNCHES,
+                what=f"{REFUSED_LAUNCHES} launches refused in the lost zone",
+                timeout=lab.settings.sla,
+            )
+            assert refused and lab.group_instances(FAILED_ZONE) == {}, "a lost zone launches nothing"
+        served_by = lab.wait_until_serving(FAILED_ZONE, timeout=lab.settings.sla)
+        recovered = time.monotonic() - (loss.back_at or 0.0)
+        egress = vpc.whoami(lost.private_subnet_id)
+        for stream in streams.values():
+            stream.finish()  # the echoes still in flight are waited for, not cut off
+    sent = {zone: len(stream.result.sent) for zone, stream in streams.items()}
+    dropped = {zone: stream.result.lost for zone, stream in streams.items()}
+    tries = len(ZONES.refused_since(lost.asg_name, loss.lost_wall))
+    record_fault(
+        f"{FAILED_ZONE} lost: its NAT terminated and no launch possible there until it is back; "
+        f"a UDP stream (100/s) in each other zone",
+        f"other zones lost {sum(dropped.values())} of {sum(sent.values())} datagrams, routes unchanged; "
+        f"{FAILED_ZONE} served again by {served_by} once back",
+        recovered,
+        f"{tries} launches refused while down; recovery counted from the zone's return",
+        {"datagrams sent": sum(sent.values()), "datagrams lost": sum(dropped.values()), "launches refused": tries},
+    )
+    assert routes.reads > 0 and routes.changes == [], routes.changes
+    assert {zone: lab.current_nat(zone) for zone in others} == nats_before
+    assert all(sent.values()) and dropped == dict.fromkeys(others, 0), f"sent {sent}, lost {dropped}"
+    assert served_by != loss.nat and egress, "the lost zone must be served by a new NAT"
 
 
 def test_a_rebooted_nat_serves_again_from_its_persisted_config(three_zone_lab: Lab, record_fault):

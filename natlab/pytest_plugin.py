@@ -62,7 +62,12 @@ RecordFailover = Callable[[Lab, FailoverResult, str], None]
 
 class RecordFault(Protocol):
     def __call__(
-        self, injected: str, outcome: str, recovery_seconds: float | None = None, detail: str = ""
+        self,
+        injected: str,
+        outcome: str,
+        recovery_seconds: float | None = None,
+        detail: str = "",
+        counts: dict[str, int] | None = None,
     ) -> None: ...
 
 
@@ -192,8 +197,14 @@ def record_failover(request: pytest.FixtureRequest) -> RecordFailover:
 def record_fault(request: pytest.FixtureRequest) -> RecordFault:
     """Adds a row to the run's fault matrix: what the scenario injected, the outcome, the recovery time."""
 
-    def record(injected: str, outcome: str, recovery_seconds: float | None = None, detail: str = "") -> None:
-        row = fault_matrix.FaultRow(request.node.name, injected, outcome, True, recovery_seconds, detail)
+    def record(
+        injected: str,
+        outcome: str,
+        recovery_seconds: float | None = None,
+        detail: str = "",
+        counts: dict[str, int] | None = None,
+    ) -> None:
+        row = fault_matrix.FaultRow(request.node.name, injected, outcome, True, recovery_seconds, detail, counts or {})
         request.node.user_properties.append((fault_matrix.PROPERTY, row.to_json()))
 
     return record

@@ -26,6 +26,9 @@ What is modelled (AWS figures are the defaults of :class:`AwsDelays`):
   health check still replaces the instance (it treats impaired status checks as unhealthy), later;
 - launch lifecycle hooks: ABANDON (recorded by :mod:`natlab.cloud.moto_fixes`) terminates the instance;
   an instance left in ``Pending:Wait`` past the hook's heartbeat timeout gets the DefaultResult;
+- a failed launch (a lost zone, :mod:`natlab.cloud.zone_outages`): a group whose launch was
+  refused and that is below its desired capacity for ``launch_retry`` is launched again
+  (SetDesiredCapacity to the same value), until a launch succeeds;
 - warm pools (:mod:`natlab.cloud.warm_pool`): each group's pool is kept filled per DescribeWarmPool,
   a prepared instance is stopped ``warm_stop`` after its hook's CONTINUE, one that ABANDONed is
   terminated. Taking a prepared instance on a replacement is moto's part (the ``warm_pool`` fix).
@@ -44,6 +47,7 @@ import botocore.exceptions
 
 from natlab.cloud.launch_first import LaunchFirst
 from natlab.cloud.warm_pool import WarmPoolKeeper
+from natlab.cloud.zone_outages import ZONES
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
@@ -90,6 +94,9 @@ class AwsDelays:
     grace_period: float | None = None
     #: Warm pool: the launch hook's CONTINUE -> instance stopped (an OS shutdown): estimate, a few seconds.
     warm_stop: float = 5.0
+    #: A group below its desired capacity (a launch failed) tries again after this: estimate (AWS retries
+    #: failed launches on its own, at intervals it does not document; seconds to a few minutes observed).
+    launch_retry: float = 10.0
 
     @classmethod
     def fast(cls, scale: float = 0.01) -> AwsDelays:
@@ -105,6 +112,7 @@ class AwsDelays:
             lifecycle_timeout=300.0 * scale,
             grace_period=0.0,
             warm_stop=5.0 * scale,
+            launch_retry=10.0 * scale,
         )
 
 
@@ -156,6 +164,7 @@ class AsgHealthController(Resource):
         self._tracked: dict[str, _Tracked] = {}
         self._handled_actions: set[tuple[str, str, float]] = set()
         self._current: dict[str, list[str]] = {}
+        self._short_since: dict[str, float] = {}  # group -> when it was first seen below its desired capacity
         self._launch_first = LaunchFirst(backend, emit=self._emit)
         self._warm_pools = WarmPoolKeeper(
             backend,
@@ -272,6 +281,7 @@ class AsgHealthController(Resource):
                 self._check_stopped(instance_id, states.get(instance_id), tracked, now)
                 self._check_impaired(instance_id, tracked, now)
             self._warm_pools.poll(group)
+            self._retry_launch(group, now)
         self._check_abandoned(now)
 
     def _describe_groups(self) -> list[dict[str, Any]]:
@@ -413,6 +423,31 @@ class AsgHealthController(Resource):
                 )
             return
 
+    def _retry_launch(self, group: dict[str, Any], now: float) -> None:
+        """A group short of its desired capacity for ``launch_retry`` s launches again (a failed launch)."""
+        name = group["AutoScalingGroupName"]
+        # Only launches this lab refused (a lost zone) are retried: moto's own bookkeeping of a group's
+        # size is left alone (it can read short for a moment where AWS would not launch).
+        if not ZONES.owes(name) or self._launch_first.busy(name) or not _short(group):
+            self._short_since.pop(name, None)
+            return
+        since = self._short_since.setdefault(name, now)
+        if now - since < self.delays.launch_retry:
+            return
+        self._short_since[name] = now
+        # Read again: SetDesiredCapacity below the group's size would terminate instances.
+        group = self.backend.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+            "AutoScalingGroups"
+        ][0]
+        if _short(group):
+            logger.info("%s is short of its %d instances: launching again", name, group["DesiredCapacity"])
+            self._call(
+                "autoscaling",
+                "set_desired_capacity",
+                AutoScalingGroupName=name,
+                DesiredCapacity=group["DesiredCapacity"],
+            )
+
     def _check_abandoned(self, now: float) -> None:
         for action in self._lifecycle_actions():
             key = (action.instance_id, action.result, action.at)
@@ -444,3 +479,9 @@ class AsgHealthController(Resource):
                 self.on_event(kind, instance_id, t)
             except Exception:
                 logger.exception("on_event hook failed for %s %s", kind, instance_id)
+
+
+def _short(group: dict[str, Any]) -> bool:
+    """Whether the group has fewer live (InService or Pending) instances than its desired capacity."""
+    states = [m["LifecycleState"] for m in group["Instances"]]
+    return sum(1 for s in states if s == "InService" or s.startswith("Pending")) < group["DesiredCapacity"]

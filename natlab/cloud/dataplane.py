@@ -42,7 +42,7 @@ from typing import Any, Self
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
-from . import probes, tools
+from . import flows, probes, tools
 from .internet import INTERNET_LINK_IP, ROUTER_IFNAME, Internet
 from .netns import NETNS_DIR, Namespace, NamespaceError, bridge, set_master, set_sysctl, veth_pair
 from .route_sync import RouterEvent, RouteSync, SubnetPort, Target, nft_ruleset, table_for_subnet
@@ -374,6 +374,10 @@ class EmulatedVpc(Resource):
     def tcp_hold(self, subnet_id: str | None = None, **kwargs: Any) -> probes.TcpHold:
         """A ``probes.TcpHold`` from the workload (use as a context manager)."""
         return probes.TcpHold(self.workload(subnet_id).netns, **kwargs)
+
+    def many_flows(self, subnet_id: str | None = None, **kwargs: Any) -> flows.ManyFlows:
+        """A ``flows.ManyFlows`` (hundreds of TCP connections) from the workload (use as a context manager)."""
+        return flows.ManyFlows(self.workload(subnet_id).netns, **kwargs)
 
     @property
     def events(self) -> list[RouterEvent]:

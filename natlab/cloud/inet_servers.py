@@ -15,6 +15,7 @@ Prints ``ready`` on stdout once all three sockets listen, then one line per HTTP
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import socketserver
 import sys
@@ -46,14 +47,18 @@ class _LineEcho(socketserver.StreamRequestHandler):
     """Echo each line back until the client closes."""
 
     def handle(self) -> None:
-        for line in self.rfile:
-            self.wfile.write(line)
-            self.wfile.flush()
+        # A reset is how a flow through a replaced NAT may end (or a client closing with echoes unread).
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            for line in self.rfile:
+                self.wfile.write(line)
+                self.wfile.flush()
 
 
 class _TcpEchoServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    # Hundreds of flows connect at once (flows.ManyFlows): the default backlog of 5 drops SYNs.
+    request_queue_size = 1024
 
 
 def _udp_echo(sock: socket.socket) -> None:

@@ -34,6 +34,7 @@ from natlab.cloud.lifecycle_actions import LIFECYCLE, LifecycleAction
 from .moto_fix_groups import fix_launch_template_interface_groups
 from .moto_fix_reboot import fix_reboot_instances
 from .moto_fix_warm_pool import fix_warm_pool
+from .zone_outages import fix_zone_outages
 
 logger = logging.getLogger(__name__)
 
@@ -333,6 +334,7 @@ FIXES: dict[str, Callable[[], None]] = {
     "network_interface_device_index_filter": fix_network_interface_device_index_filter,
     "warm_pool": lambda: fix_warm_pool(_patch),  # after lifecycle_hooks: it wraps that fix's handlers
     "reboot_instances": lambda: fix_reboot_instances(_patch),
+    "zone_outages": lambda: fix_zone_outages(_patch),  # last: a lost zone takes no launch of any kind
 }
 
 

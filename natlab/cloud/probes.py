@@ -154,6 +154,7 @@ class UdpStream(Resource):
         self.late = late
         self.result = UdpResult()
         self._stop = threading.Event()
+        self._no_more = threading.Event()  # stop sending, still receive for ``late`` s
         self._sock: socket.socket | None = None
         self._threads: list[threading.Thread] = []
 
@@ -173,7 +174,7 @@ class UdpStream(Resource):
         total = int(self.rate * self.duration)
         for seq in range(total):
             due = start + seq / self.rate
-            if self._stop.wait(max(0.0, due - time.monotonic())):
+            if self._no_more.wait(max(0.0, due - time.monotonic())) or self._stop.is_set():
                 break
             now = time.monotonic()
             self.result.sent[seq] = now
@@ -198,6 +199,11 @@ class UdpStream(Resource):
             if len(data) >= size:
                 seq, _ = struct.unpack(_UDP_FORMAT, data[:size])
                 self.result.received.setdefault(seq, now)
+
+    def finish(self) -> None:
+        """Stop sending now, then keep receiving for ``late`` s: every echo in flight is counted."""
+        self._no_more.set()
+        self.wait(timeout=self.late + 2.0)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the stream has finished by itself (``duration`` + ``late``)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -30,6 +30,12 @@ class FaultRow:
     passed: bool
     recovery_seconds: float | None = None
     detail: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    """What a scenario counted, by name (flows survived/reset/hung, datagrams lost): kept as numbers in the JSON."""
+
+    def counts_text(self) -> str:
+        """``survived 0, reset 300, hung 0``: the counts in the order they were given."""
+        return ", ".join(f"{name} {value}" for name, value in self.counts.items())
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -51,8 +57,10 @@ def _recovery(row: FaultRow) -> str:
 
 def render_text(rows: Sequence[FaultRow]) -> str:
     """The table as the terminal shows it."""
-    headers = ("scenario", "injected", "outcome", "recovery", "verdict")
-    cells = [(r.scenario, r.injected, r.outcome, _recovery(r), "ok" if r.passed else "FAILED") for r in rows]
+    headers = ("scenario", "injected", "outcome", "recovery", "verdict", "counts")
+    cells = [
+        (r.scenario, r.injected, r.outcome, _recovery(r), "ok" if r.passed else "FAILED", r.counts_text()) for r in rows
+    ]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
@@ -69,11 +77,12 @@ _PAGE = jinja2.Environment(autoescape=True).from_string(
 <body><h1>Fault matrix</h1>
 <p>{{ rows | length }} faults injected; {{ rows | rejectattr("passed") | list | length }} not survived.
 Recovery is fault &rarr; served again, measured in the lab (not a projection).</p>
-<table><tr><th>scenario</th><th>injected</th><th>outcome</th><th>recovery</th><th>verdict</th><th>detail</th></tr>
+<table><tr><th>scenario</th><th>injected</th><th>outcome</th><th>recovery</th><th>verdict</th><th>counts</th><th>detail</th></tr>
 {%- for r in rows %}
 <tr><td>{{ r.scenario }}</td><td>{{ r.injected }}</td><td>{{ r.outcome }}</td>
 <td class="n">{{ "—" if r.recovery_seconds is none else "%.2f s" | format(r.recovery_seconds) }}</td>
-<td class="{{ 'ok' if r.passed else 'failed' }}">{{ "ok" if r.passed else "FAILED" }}</td><td>{{ r.detail }}</td></tr>
+<td class="{{ 'ok' if r.passed else 'failed' }}">{{ "ok" if r.passed else "FAILED" }}</td>
+<td>{{ r.counts_text() }}</td><td>{{ r.detail }}</td></tr>
 {%- endfor %}
 </table></body></html>
 """
