@@ -20,6 +20,7 @@ import botocore.exceptions
 
 from natlab.cloud.aws_sweep import RUN_ID_TAG, SWEEP_STEPS
 from natlab.cloud.clients import EMULATOR_CREDENTIALS, aws_client
+from natlab.cloud.serial_wsgi import SerializedWsgi
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
@@ -141,6 +142,7 @@ class MotoBackend(Backend):
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         self._server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
         self._server.start()
+        self._server._server.app = SerializedWsgi(self._server._server.app)  # see serial_wsgi.py
         self.port = self._server.get_host_and_port()[1]
         wait_until(
             self._ping,
