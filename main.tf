@@ -38,6 +38,7 @@ locals {
       eip_allocation_id      = lookup(local.eip_allocation_ids, zone, "")
       lifecycle_hook_name    = var.launch_lifecycle_hook ? local.lifecycle_hook_name : ""
       notification_topic_arn = var.notification_topic_arn == null ? "" : var.notification_topic_arn
+      metrics_namespace      = var.metrics_namespace == null ? "" : var.metrics_namespace
       boot_script            = file("${path.module}/userdata/nat-boot.sh")
     }
   }
@@ -171,6 +172,18 @@ locals {
         Effect   = "Allow"
         Action   = ["autoscaling:CompleteLifecycleAction"]
         Resource = ["${local.arn_prefix.autoscaling}:autoScalingGroup:*:autoScalingGroupName/${local.asg_names[zone]}"]
+      }
+    },
+    {
+      # PutMetricData has no resource type: the namespace condition key is what scopes it.
+      # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html
+      wanted = var.metrics_namespace != null
+      statement = {
+        Sid       = "PublishOwnMetrics"
+        Effect    = "Allow"
+        Action    = ["cloudwatch:PutMetricData"]
+        Resource  = ["*"]
+        Condition = { StringEquals = { "cloudwatch:namespace" = coalesce(var.metrics_namespace, "-") } }
       }
     },
     {
@@ -550,6 +563,38 @@ resource "aws_cloudwatch_metric_alarm" "status_check" {
   }
 
   tags = merge(var.tags, { Name = each.value })
+}
+
+# One row per zone: traffic, connection tracking against its limit, drops and
+# the zones covered, with each route move marked.
+resource "aws_cloudwatch_dashboard" "this" {
+  count = var.metrics_dashboard ? 1 : 0
+
+  dashboard_name = "${var.name}-nat"
+  dashboard_body = jsonencode({
+    widgets = flatten([
+      for index, zone in keys(var.zones) : [
+        for column, graph in [
+          { title = "forwarded bytes", metrics = ["ForwardedBytes"], stat = "Sum" },
+          { title = "connection tracking", metrics = ["ConntrackEntries", "ConntrackMax"], stat = "Maximum" },
+          { title = "drops, covered zones, route moves", metrics = ["DroppedPackets", "CoveringZones", "RoutesMoved"], stat = "Sum" },
+          ] : {
+          type   = "metric"
+          x      = column * 8
+          y      = index * 6
+          width  = 8
+          height = 6
+          properties = {
+            title   = "${zone}: ${graph.title}"
+            region  = local.region
+            stat    = graph.stat
+            period  = 60
+            metrics = [for name in graph.metrics : [var.metrics_namespace, name, "AutoScalingGroupName", local.asg_names[zone]]]
+          }
+        }
+      ]
+    ])
+  })
 }
 
 ################################################################################

@@ -51,6 +51,11 @@ output "route_placeholder_network_interface_ids" {
   value       = tomap({ for zone, eni in aws_network_interface.route_placeholder : zone => eni.id })
 }
 
+output "metrics_dashboard_name" {
+  description = "Name of the CloudWatch dashboard of the NATs' metrics; null when `metrics_dashboard` is false."
+  value       = one(aws_cloudwatch_dashboard.this[*].dashboard_name)
+}
+
 output "lifecycle_hook_name" {
   description = "Name of the launch lifecycle hook the boot script completes; null when `launch_lifecycle_hook` is false."
   value       = local.lifecycle_hook_name

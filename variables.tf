@@ -361,6 +361,29 @@ variable "notification_topic_arn" {
   }
 }
 
+variable "metrics_namespace" {
+  description = "CloudWatch namespace each NAT publishes its metrics to once a minute (ForwardedBytes, ForwardedPackets, ConntrackEntries, ConntrackMax, DroppedPackets, CoveringZones; RoutesMoved each time routes move to it), by AutoScalingGroupName. Null (the default) publishes none: custom metrics are billed per metric (README, Metrics)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.metrics_namespace == null ? true : can(regex("^[0-9A-Za-z._/#:-]{1,255}$", var.metrics_namespace)) && !startswith(coalesce(var.metrics_namespace, "-"), "AWS/")
+    error_message = "metrics_namespace must be null or a CloudWatch namespace: 1 to 255 of A-Z a-z 0-9 . - _ / # :, not starting with \"AWS/\" (reserved for AWS services)."
+  }
+}
+
+variable "metrics_dashboard" {
+  description = "Whether to create a CloudWatch dashboard of the NATs' metrics (one row of graphs per zone). Needs `metrics_namespace`."
+  type        = bool
+  default     = false
+  nullable    = false
+
+  validation {
+    condition     = !var.metrics_dashboard || var.metrics_namespace != null
+    error_message = "metrics_dashboard needs metrics_namespace: without it the NATs publish nothing to show."
+  }
+}
+
 ################################################################################
 # Tags
 ################################################################################

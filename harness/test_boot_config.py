@@ -26,6 +26,7 @@ MALFORMED = {
     "route destination": ("NAT_ROUTE_DESTINATION", "0.0.0.0"),
     "Elastic IP": ("NAT_EIP_ALLOCATION_ID", "eip-1"),
     "topic": ("NAT_NOTIFICATION_TOPIC_ARN", "my-topic"),
+    "metrics namespace": ("NAT_METRICS_NAMESPACE", "my metrics"),
 }
 
 

@@ -38,6 +38,7 @@ def _test_file(case: str, zones: list[dict], expected_dir: Path) -> str:
     eip = zones[0]["eip_allocation_id"] is not None
     hook = zones[0]["lifecycle_hook_name"] is not None
     topic = zones[0]["notification_topic_arn"]
+    metrics = zones[0]["metrics_namespace"]
     zone_map = {
         z["zone"]: {
             "public_subnet_id": f"subnet-0{i}{'b' * 15}",
@@ -81,6 +82,7 @@ run "parity_{case.replace("+", "_").replace("-", "_")}" {{
     {"" if hook else "health_check_grace_period = 120"}
     {"" if hook else "warm_pool = null"}
     notification_topic_arn = {_hcl(topic)}
+    metrics_namespace      = {_hcl(metrics)}
   }}
 
 {overrides}

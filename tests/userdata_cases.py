@@ -15,6 +15,7 @@ def _zone_config(zone: str, index: int, *, eip: bool, topic: bool, hook: bool, t
         "eip_allocation_id": f"eipalloc-0{index}{'a' * 15}" if eip else None,
         "lifecycle_hook_name": "egress-launch" if hook else None,
         "notification_topic_arn": "arn:aws:sns:us-east-1:123456789012:nat-events" if topic else None,
+        "metrics_namespace": "Egress/NAT" if topic else None,
     }
 
 

@@ -26,7 +26,7 @@ readonly API_REQUEST_TIMEOUT="${NAT_AWS_REQUEST_TIMEOUT:-5}"
 # per call, which capped this at 4 on a 512 MiB t4g.nano.
 readonly ROUTE_PARALLELISM="${NAT_ROUTE_PARALLELISM:-8}"
 # Query API version of each service the boot calls.
-declare -rA API_VERSIONS=([ec2]=2016-11-15 [autoscaling]=2011-01-01 [sns]=2010-03-31)
+declare -rA API_VERSIONS=([ec2]=2016-11-15 [autoscaling]=2011-01-01 [sns]=2010-03-31 [monitoring]=2010-08-01)
 # Error codes the CLI's standard retry mode retries, besides HTTP 500/502/503/504 and connection
 # errors (botocore retries/standard.py: ThrottledRetryableChecker, TransientRetryableChecker).
 readonly -a API_RETRYABLE_CODES=(
@@ -60,6 +60,13 @@ readonly DNF_RETRY_PAUSE="${NAT_DNF_RETRY_PAUSE:-5}"
 readonly SMALL_MEMORY_KIB=1048576
 readonly INSTALL_SWAP_FILE="/var/lib/nat-instance/install.swap"
 readonly INSTALL_SWAP_SIZE="1G"
+# Metrics (NAT_METRICS_NAMESPACE set): counters in their own nftables table, published once a
+# minute (CloudWatch's standard resolution) by a unit of their own; one PutMetricData per minute.
+readonly METRICS_RULES_FILE="/etc/nftables/nat-instance-metrics.nft"
+readonly METRICS_UNIT_FILE="/etc/systemd/system/nat-instance-metrics.service"
+readonly METRICS_INTERVAL="${NAT_METRICS_INTERVAL:-60}"
+# Zones this NAT covers besides its own, written by whatever moves another zone's routes here.
+readonly COVERING_FILE="/run/nat-instance/covering"
 
 # A later start has no user data: the configuration comes from the file the first boot wrote.
 if [[ -z "${NAT_ZONE:-}" && -r "${CONFIG_FILE}" ]]; then
@@ -75,6 +82,7 @@ NAT_SERVED_CIDRS="${NAT_SERVED_CIDRS:-}"
 NAT_EIP_ALLOCATION_ID="${NAT_EIP_ALLOCATION_ID:-}"
 NAT_LIFECYCLE_HOOK_NAME="${NAT_LIFECYCLE_HOOK_NAME:-}"
 NAT_NOTIFICATION_TOPIC_ARN="${NAT_NOTIFICATION_TOPIC_ARN:-}"
+NAT_METRICS_NAMESPACE="${NAT_METRICS_NAMESPACE:-}"
 
 current_step="setup"
 imds_token=""
@@ -183,6 +191,9 @@ check_config() {
   done
   if [[ -n "${NAT_EIP_ALLOCATION_ID}" ]]; then
     config_matches NAT_EIP_ALLOCATION_ID "${NAT_EIP_ALLOCATION_ID}" '^eipalloc-[0-9a-f]{8,17}$' "empty or an allocation id such as eipalloc-0123456789abcdef0" || bad=1
+  fi
+  if [[ -n "${NAT_METRICS_NAMESPACE}" ]]; then
+    config_matches NAT_METRICS_NAMESPACE "${NAT_METRICS_NAMESPACE}" '^[0-9A-Za-z._/#:-]{1,255}$' "empty or a CloudWatch namespace" || bad=1
   fi
   if [[ -n "${NAT_NOTIFICATION_TOPIC_ARN}" ]]; then
     config_matches NAT_NOTIFICATION_TOPIC_ARN "${NAT_NOTIFICATION_TOPIC_ARN}" '^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+(\.fifo)?$' "empty or an SNS topic ARN" || bad=1
@@ -658,7 +669,7 @@ persist_config() {
   local name
   mkdir -p "$(dirname "${CONFIG_FILE}")"
   for name in NAT_ZONE NAT_ASG_NAME NAT_ROUTE_TABLE_IDS NAT_ROUTE_DESTINATION NAT_SERVED_CIDRS \
-    NAT_EIP_ALLOCATION_ID NAT_LIFECYCLE_HOOK_NAME NAT_NOTIFICATION_TOPIC_ARN; do
+    NAT_EIP_ALLOCATION_ID NAT_LIFECYCLE_HOOK_NAME NAT_NOTIFICATION_TOPIC_ARN NAT_METRICS_NAMESPACE; do
     printf '%s=%q\n' "${name}" "${!name}"
   done >"${CONFIG_FILE}"
 }
@@ -709,6 +720,7 @@ reapply_forwarding() {
 
 reapply_masquerade() {
   nft -f "${NFT_RULES_FILE}"
+  [[ ! -e "${METRICS_RULES_FILE}" ]] || nft -f "${METRICS_RULES_FILE}"
   log "masquerade from ${NFT_RULES_FILE}"
 }
 
@@ -744,11 +756,125 @@ wait_in_warm_pool() {
   complete_launch
 }
 
+# --- metrics -------------------------------------------------------------------------------------
+
+# Counts every forwarded packet (both directions) in a table of its own, loaded now and at boot.
+configure_metrics_counters() {
+  mkdir -p "$(dirname "${METRICS_RULES_FILE}")"
+  cat >"${METRICS_RULES_FILE}" <<EOF
+# Written by nat-boot: what the metrics unit publishes as ForwardedBytes/ForwardedPackets.
+table ip nat_instance_metrics
+delete table ip nat_instance_metrics
+table ip nat_instance_metrics {
+  counter forwarded {}
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    counter name "forwarded"
+  }
+}
+EOF
+  nft -f "${METRICS_RULES_FILE}"
+  if ! grep -qsF "include \"${METRICS_RULES_FILE}\"" "${NFT_SERVICE_CONFIG}"; then
+    printf 'include "%s"\n' "${METRICS_RULES_FILE}" >>"${NFT_SERVICE_CONFIG}"
+  fi
+  install_metrics_unit
+  log "metrics to ${NAT_METRICS_NAMESPACE} every ${METRICS_INTERVAL} s"
+}
+
+install_metrics_unit() {
+  cat >"${METRICS_UNIT_FILE}" <<EOF
+# Written by nat-boot: publishes this NAT's counters to CloudWatch once a minute.
+[Unit]
+Description=Metrics of NAT instance of ${NAT_ASG_NAME}
+After=nat-instance.service
+
+[Service]
+Type=simple
+ExecStart=${SCRIPT_FILE} metrics
+Restart=always
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  systemctl enable "$(basename "${METRICS_UNIT_FILE}")"
+}
+
+# One sample: forwarded bytes and packets, conntrack entries and maximum, the interface's dropped
+# packets (both directions) and the zones covered. The counters only grow until a reboot.
+metrics_sample() {
+  local counter bytes=0 packets=0 drops=0 covering=0 name
+  counter="$(nft list counter ip nat_instance_metrics forwarded 2>/dev/null)" || counter=""
+  if [[ "${counter}" =~ packets\ ([0-9]+)\ bytes\ ([0-9]+) ]]; then
+    packets="${BASH_REMATCH[1]}" bytes="${BASH_REMATCH[2]}"
+  fi
+  for name in rx_dropped tx_dropped; do
+    drops=$((drops + $(cat "/sys/class/net/${ifname}/statistics/${name}" 2>/dev/null || echo 0)))
+  done
+  [[ ! -r "${COVERING_FILE}" ]] || covering="$(wc -w <"${COVERING_FILE}")"
+  printf '%s %s %s %s %s %s\n' "${bytes}" "${packets}" \
+    "$(cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo 0)" \
+    "$(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null || echo 0)" "${drops}" "${covering}"
+}
+
+# put_metrics NAME=VALUE:UNIT...: one PutMetricData call, each metric for this NAT's group.
+put_metrics() {
+  local item name value unit i=0
+  local -a form=("Namespace=${NAT_METRICS_NAMESPACE}")
+  for item in "$@"; do
+    i=$((i + 1))
+    name="${item%%=*}" value="${item#*=}"
+    unit="${value#*:}" value="${value%%:*}"
+    form+=("MetricData.member.${i}.MetricName=${name}" "MetricData.member.${i}.Value=${value}"
+      "MetricData.member.${i}.Unit=${unit}"
+      "MetricData.member.${i}.Dimensions.member.1.Name=AutoScalingGroupName"
+      "MetricData.member.${i}.Dimensions.member.1.Value=${NAT_ASG_NAME}")
+  done
+  aws_query monitoring PutMetricData "${form[@]}" >/dev/null
+}
+
+# An event each time routes move here ($1 says why: boot, takeover): a RoutesMoved data point of 1.
+metrics_route_event() {
+  [[ -n "${NAT_METRICS_NAMESPACE}" ]] || return 0
+  put_metrics "RoutesMoved=1:Count" || log "could not publish the RoutesMoved event"
+  log "RoutesMoved event ($1)"
+}
+
+# The metrics unit's loop: every METRICS_INTERVAL s, the counters' growth since the last sample (the
+# whole value after a reset) and the gauges. $1 (tests) ends it after that many publications.
+metrics_loop() {
+  local rounds="${1:-0}" published=0 i
+  local -a last current grown
+  read -r -a last <<<"$(metrics_sample)"
+  log "publishing metrics to ${NAT_METRICS_NAMESPACE} every ${METRICS_INTERVAL} s"
+  while ((rounds == 0 || published < rounds)); do
+    sleep "${METRICS_INTERVAL}"
+    read -r -a current <<<"$(metrics_sample)"
+    grown=("${current[@]}")
+    for i in 0 1 4; do
+      if ((current[i] >= last[i])); then
+        grown[i]=$((current[i] - last[i]))
+      fi
+    done
+    put_metrics "ForwardedBytes=${grown[0]}:Bytes" "ForwardedPackets=${grown[1]}:Count" \
+      "ConntrackEntries=${current[2]}:Count" "ConntrackMax=${current[3]}:Count" \
+      "DroppedPackets=${grown[4]}:Count" "CoveringZones=${current[5]}:Count" ||
+      log "could not publish metrics (next try in ${METRICS_INTERVAL} s)"
+    last=("${current[@]}")
+    published=$((published + 1))
+  done
+}
+
 # First boot (user data, no argument): prepare, then serve unless going into a warm pool.
 # Later start (the unit, "start"): load the persisted settings, then serve if Auto Scaling puts this
 # instance in service and the routes are not already here.
 main() {
   local mode="${1:-first-boot}"
+  if [[ "${mode}" == "metrics" ]]; then
+    read_identity >/dev/null
+    metrics_loop "${2:-0}"
+    return 0
+  fi
   setup_logging
   trap 'on_error ${LINENO}' ERR
   log "boot mode ${mode}"
@@ -761,6 +887,7 @@ main() {
     step forwarding enable_forwarding
     step masquerade configure_masquerade
     step persist persist_for_restarts
+    [[ -z "${NAT_METRICS_NAMESPACE}" ]] || step metrics configure_metrics_counters
   fi
   step target-state read_target_state
   if [[ "${mode}" == "start" && "${target_state}" == Warmed:* ]]; then
@@ -778,9 +905,11 @@ main() {
   step elastic-ip associate_elastic_ip
   step routes point_routes
   remember_serving
+  metrics_route_event boot
   step lifecycle complete_launch
   step facts record_facts
   current_step="ready"
+  [[ -z "${NAT_METRICS_NAMESPACE}" ]] || systemctl start --no-block "$(basename "${METRICS_UNIT_FILE}")" || true
   log "NAT ready: ${instance_id} routes ${NAT_ROUTE_TABLE_IDS}"
 }
 

@@ -41,6 +41,7 @@ def template_vars(
     eip_allocation_id: str | None = None,
     lifecycle_hook_name: str | None = None,
     notification_topic_arn: str | None = None,
+    metrics_namespace: str | None = None,
 ) -> dict[str, str]:
     """The template's variables, shaped as the module's `local.user_data_vars` shapes them."""
     if not route_table_ids:
@@ -56,6 +57,7 @@ def template_vars(
         "eip_allocation_id": eip_allocation_id or "",
         "lifecycle_hook_name": lifecycle_hook_name or "",
         "notification_topic_arn": notification_topic_arn or "",
+        "metrics_namespace": metrics_namespace or "",
         "boot_script": BOOT_SCRIPT_PATH.read_text(),
     }
 
