@@ -78,6 +78,8 @@ run "parity_{case.replace("+", "_").replace("-", "_")}" {{
     {"" if hook else "health_check_grace_period = 120"}
     {"" if hook else "warm_pool = null"}
     notification_topic_arn = {_hcl(topic)}
+    takeover               = {_hcl(zones[0]["takeover"])}
+    takeover_probe_target  = {_hcl(zones[0]["probe_target"])}
   }}
 
 {overrides}
