@@ -15,9 +15,8 @@ import time
 
 import pytest
 
-from natlab.cloud.probes import UdpStream
-from natlab.cloud.sandbox import WATCH_LOG_FILE, InstanceSandbox
 from natlab.lab.lab import Lab
+from natlab.lab.peer_takeover import covering_zone, outage_until, takeover_lines, wait_for_watchers, watch_log
 from natlab.waiting import wait_until
 
 FAILED_ZONE = "us-east-1b"
@@ -30,35 +29,6 @@ REPLACEMENT_BOOT_DELAY = 30.0
 #: with room for a loaded 2-core machine. A wait bound, not the measured figure (bench/ has that).
 TAKEOVER_WAIT = 20.0
 pytestmark = pytest.mark.xdist_group("takeover_lab")
-
-
-@pytest.fixture(scope="module")
-def lab(three_zone_lab: Lab) -> Lab:
-    return three_zone_lab
-
-
-def wait_for_watchers(lab: Lab) -> None:
-    """Until every NAT's probes through every other zone's NAT answer (the steady state a fault meets)."""
-
-    def answering(zone: str, box: InstanceSandbox) -> bool:
-        lines = watch_log(box).splitlines()
-        for other in lab.zones:
-            if other == zone:
-                continue
-            about = [line for line in lines if f"zone={other} " in line or f"(zone {other})" in line]
-            if not about or f"probes zone={other} answer" not in about[-1]:
-                return False
-        return True
-
-    for zone in lab.zones:
-        box = lab.sandbox(lab.current_nat(zone))
-        assert box is not None
-        wait_until(lambda zone=zone, box=box: answering(zone, box) or None, what=f"probes of {zone}", timeout=60)
-
-
-def watch_log(box: InstanceSandbox) -> str:
-    path = box.overlays.host_path(WATCH_LOG_FILE)
-    return path.read_text(errors="replace") if path.exists() else ""
 
 
 @contextlib.contextmanager
@@ -77,33 +47,8 @@ def watch_logs_on_failure(lab: Lab, instances: list[str]):
         raise AssertionError(f"{error}\n" + "\n".join(logs)) from error
 
 
-def takeover_lines(lab: Lab, instances: dict[str, str], zone: str) -> dict[str, list[str]]:
-    """Per surviving zone: its watcher's takeover lines for ``zone``."""
-    lines = {}
-    for survivor, instance in instances.items():
-        box = lab.sandbox(instance)
-        assert box is not None
-        lines[survivor] = [line for line in watch_log(box).splitlines() if f"takeover zone={zone} " in line]
-    return lines
-
-
-def covering_zone(lab: Lab, zone: str, survivor_enis: dict[str, str]) -> str | None:
-    """The surviving zone whose NAT every route of ``zone`` targets now, if any."""
-    targets = set(lab.route_targets(zone).values())
-    return next((other for other, eni in survivor_enis.items() if targets == {eni}), None)
-
-
-def outage_until(stream: UdpStream, fault_at: float, covered_at: float) -> tuple[float, float, int]:
-    """(seconds, end, datagrams lost) of the outage the fault caused: from the first datagram lost
-    after ``fault_at`` to the first echo after the last gap that began before ``covered_at`` (when
-    the routes were seen on the survivor), so a flapping path counts as one outage, not its pieces."""
-    gaps = [g for g in stream.result.gaps() if fault_at - 0.05 <= g.start < covered_at and g.end != float("inf")]
-    assert gaps, "no datagram was lost: the NAT did not fail?"
-    end = max(g.end for g in gaps)
-    return end - gaps[0].start, end, sum(g.lost for g in gaps)
-
-
-def test_a_survivor_covers_a_terminated_zone_until_its_replacement_boots(lab: Lab, record_fault):
+def test_a_survivor_covers_a_terminated_zone_until_its_replacement_boots(three_zone_lab: Lab, record_fault):
+    lab = three_zone_lab
     assert lab.vpc is not None, "this scenario needs the data plane"
     wait_for_watchers(lab)
     survivors = {zone: lab.current_nat(zone) for zone in lab.zones if zone != FAILED_ZONE}
@@ -133,7 +78,8 @@ def test_a_survivor_covers_a_terminated_zone_until_its_replacement_boots(lab: La
         given_back_at = time.monotonic()
         for stream in streams.values():
             stream.stop()
-    gap, gap_end, lost = outage_until(streams[FAILED_ZONE], fault_at, covered_at)
+    outage = outage_until(streams[FAILED_ZONE], fault_at, covered_at)
+    gap, gap_end, lost = outage.seconds, outage.end, outage.lost
     record_fault(
         f"terminate {FAILED_ZONE}'s NAT, replacement boots after {REPLACEMENT_BOOT_DELAY:.0f} s",
         f"covered by {covering}, given back to {new}",
@@ -159,7 +105,8 @@ def test_a_survivor_covers_a_terminated_zone_until_its_replacement_boots(lab: La
     )
 
 
-def test_a_hung_nat_is_covered_and_replaced(lab: Lab, record_fault):
+def test_a_hung_nat_is_covered_and_replaced(three_zone_lab: Lab, record_fault):
+    lab = three_zone_lab
     assert lab.vpc is not None, "this scenario needs the data plane"
     wait_for_watchers(lab)
     survivors = {zone: lab.current_nat(zone) for zone in lab.zones if zone != HUNG_ZONE}
@@ -185,7 +132,7 @@ def test_a_hung_nat_is_covered_and_replaced(lab: Lab, record_fault):
         covered_at = time.monotonic()
         new = lab.wait_until_serving(HUNG_ZONE, timeout=lab.settings.sla)
         stream.stop()
-    gap, _, _ = outage_until(stream, fault_at, covered_at)
+    gap = outage_until(stream, fault_at, covered_at).seconds
     record_fault("forwarding stopped in a running, healthy NAT", f"peer-not-forwarding: covered by {covering}", gap)
     assert new != hung, "the hung NAT must be replaced"
     lines = takeover_lines(lab, survivors, HUNG_ZONE)[covering]
