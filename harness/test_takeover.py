@@ -10,19 +10,30 @@ echo stream from every zone's private workload measures the outage.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import time
 
 import pytest
 
 from natlab.lab.lab import Lab
-from natlab.lab.peer_takeover import covering_zone, outage_until, takeover_lines, wait_for_watchers, watch_log
+from natlab.lab.peer_takeover import (
+    covering_zone,
+    outage_until,
+    takeover_lines,
+    wait_for_watchers,
+    watch_log,
+    watcher_pids,
+)
 from natlab.waiting import wait_until
 
 FAILED_ZONE = "us-east-1b"
 #: Not the zone the first scenario failed: a zone just given back is held down (no "not forwarding"
 #: takeover for 120 s, against flapping), which is the rule, not what this scenario is about.
 HUNG_ZONE = "us-east-1a"
+#: The zone whose watcher is killed to see its unit start it again.
+RESTARTED_ZONE = "us-east-1c"
 #: Launch to user data start of the replacement (settings/AwsDelays: AWS ~26-29 s; estimate 30 s).
 REPLACEMENT_BOOT_DELAY = 30.0
 #: Seconds the survivors may take to move the routes: probes (3 misses at 1 s) + the API confirm,
@@ -45,6 +56,23 @@ def watch_logs_on_failure(lab: Lab, instances: list[str]):
                 tail = journal.read_text(errors="replace")[-3000:] if journal.exists() else ""
                 logs.append(f"== {instance}\n{watch_log(box)[-6000:]}\n-- journal\n{tail}")
         raise AssertionError(f"{error}\n" + "\n".join(logs)) from error
+
+
+def test_a_killed_watcher_is_started_again_by_its_unit(three_zone_lab: Lab):
+    lab = three_zone_lab
+    box = lab.sandbox(lab.current_nat(RESTARTED_ZONE))
+    assert box is not None
+    wait_until(lambda: watcher_pids(box) or None, what="the watcher process", timeout=30)
+    killed = watcher_pids(box)[0]
+    starts = watch_log(box).count(" watching ")
+    os.kill(killed, signal.SIGKILL)
+    # Restart=always, RestartSec=1s (modelled by the lab's systemctl): a new process, watching again.
+    wait_until(
+        lambda: (watch_log(box).count(" watching ") > starts and killed not in watcher_pids(box)) or None,
+        what="the watcher to be started again",
+        timeout=15,
+    )
+    assert watcher_pids(box), "no watcher runs after the restart"
 
 
 def test_a_survivor_covers_a_terminated_zone_until_its_replacement_boots(three_zone_lab: Lab, record_fault):

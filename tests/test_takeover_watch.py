@@ -159,3 +159,17 @@ def test_bad_takeover_config_is_named(env: dict[str, str], named: str):
 
 def test_good_takeover_config_passes():
     assert "rejected" not in watch_functions("us-east-1a", "check_takeover_config || echo rejected")
+
+
+def test_a_probe_counts_when_it_connected_and_only_through_zones_on_their_own_nat():
+    # curl reports each transfer's connect time; 0 means it never connected. Zone c is covered by a
+    # (this watcher's zone): nothing to probe through there.
+    stub_curl = "curl() { printf 'us-east-1b 0.001234\\nus-east-1c 0.000000\\n'; return 28; }"
+    setup = (
+        "peer_owner[us-east-1b]=own; tunnel_addr[us-east-1b]=100.127.0.2; "
+        "peer_owner[us-east-1c]=us-east-1a; tunnel_addr[us-east-1c]=100.127.0.4"
+    )
+    assert watch_functions("us-east-1a", f"{stub_curl}\n{setup}\nprobe_round").splitlines() == ["us-east-1b ok"]
+    setup = setup.replace("peer_owner[us-east-1c]=us-east-1a", "peer_owner[us-east-1c]=own")
+    lines = watch_functions("us-east-1a", f"{stub_curl}\n{setup}\nprobe_round").splitlines()
+    assert lines == ["us-east-1b ok", "us-east-1c miss"]

@@ -819,9 +819,9 @@ start_watcher() {
   log "watcher $(basename "${WATCH_UNIT_FILE}") started"
 }
 
-declare -a zones_sorted=()
+declare -a zones_sorted=() peers_sorted=()
 declare -A zone_index=() zone_tables=() peer_eni=() peer_ip=() peer_instance=() peer_owner=()
-declare -A tunnel_remote=() served_eni=() answered=() misses=() miss_since=() holddown_until=() last_decision=()
+declare -A tunnel_remote=() tunnel_addr=() served_eni=() answered=() misses=() miss_since=() holddown_until=() last_decision=()
 credentials_read_at=0
 peers_read_at=0
 
@@ -831,6 +831,7 @@ parse_peers() {
   for entry in ${NAT_PEERS}; do
     zone="${entry%%:*}" rest="${entry#*:}"
     zones_sorted+=("${zone}")
+    [[ "${zone}" == "${NAT_ZONE}" ]] || peers_sorted+=("${zone}")
     zone_index["${zone}"]="${i}"
     zone_tables["${zone}"]="${rest#*:}"
     i=$((i + 1))
@@ -839,14 +840,6 @@ parse_peers() {
     log "NAT_PEERS has no entry for this zone ${NAT_ZONE}"
     return 1
   fi
-}
-
-# The other zones.
-peer_zones() {
-  local zone
-  for zone in "${zones_sorted[@]}"; do
-    [[ "${zone}" == "${NAT_ZONE}" ]] || printf '%s\n' "${zone}"
-  done
 }
 
 # The top-level <item> elements of the XML on stdin (a response's set), one per line. Their fields
@@ -902,12 +895,12 @@ refresh_peers() {
   local -a tables=()
   local -A zone_eni=() eni_zone=() eni_ip=() eni_instance=()
   local -a own=()
-  for zone in $(peer_zones); do
+  for zone in "${peers_sorted[@]}"; do
     IFS=, read -r -a own <<<"${zone_tables[${zone}]}"
     tables+=("${own[@]}")
   done
   while read -r table eni; do
-    for zone in $(peer_zones); do
+    for zone in "${peers_sorted[@]}"; do
       if [[ "${zone_tables[${zone}]%%,*}" == "${table}" ]]; then
         zone_eni["${zone}"]="${eni}"
       fi
@@ -917,7 +910,7 @@ refresh_peers() {
     eni_zone["${eni}"]="${az}" eni_ip["${eni}"]="${ip}" eni_instance["${eni}"]="${instance#-}"
   done < <(describe_enis "${zone_eni[@]}")
   peers_read_at="${EPOCHSECONDS}"
-  for zone in $(peer_zones); do
+  for zone in "${peers_sorted[@]}"; do
     eni="${zone_eni[${zone}]:-}"
     if [[ "${eni}" == "${eni_id}" ]]; then
       owner="me"
@@ -984,7 +977,7 @@ ensure_tunnel() {
   ip route replace default via "${theirs}" dev "${link}" table "${table}"
   ip rule del from "${mine}" lookup "${table}" 2>/dev/null || true
   ip rule add from "${mine}" lookup "${table}" priority "${table}"
-  tunnel_remote["${zone}"]="${remote}"
+  tunnel_remote["${zone}"]="${remote}" tunnel_addr["${zone}"]="${mine}"
   answered["${zone}"]=0
   log "tunnel ${link} vni=${vni} ${mine} -> ${theirs} via ${remote} (zone ${zone})"
 }
@@ -994,26 +987,33 @@ own_ip() {
   ip -o -4 addr show dev "${ifname}" | awk '{ sub(/\/.*/, "", $4); print $4; exit }'
 }
 
-# One TCP connect to the probe target through zone $1's NAT: true when it connected.
-probe_peer() {
-  local mine connected
-  read -r mine _ < <(tunnel_of "$1")
-  connected="$(curl --silent --output /dev/null --interface "${mine}" --connect-timeout "${PROBE_TIMEOUT}" \
-    --max-time "${PROBE_TIMEOUT}" --write-out '%{time_connect}' "http://${NAT_PROBE_TARGET}/" 2>/dev/null)" || true
-  [[ -n "${connected}" && "${connected}" != 0 && "${connected}" != 0.000000 ]]
-}
-
-# Probes every zone served by its own NAT at once; "zone ok|miss" per line.
+# One TCP connect to the probe target through each zone served by its own NAT, all in one curl
+# process (one transfer per tunnel, in parallel): "zone ok|miss" per line. A probe connected when
+# curl reports a connect time, whatever the answer (EC2's endpoint may refuse plain HTTP).
 probe_round() {
-  local zone
-  for zone in $(peer_zones); do
-    [[ "${peer_owner[${zone}]:-}" == own ]] || continue
-    (
-      trap - ERR
-      if probe_peer "${zone}"; then echo "${zone} ok"; else echo "${zone} miss"; fi
-    ) &
+  local zone output seconds
+  local -a args=() probed=()
+  local -A connect=()
+  for zone in "${peers_sorted[@]}"; do
+    [[ "${peer_owner[${zone}]:-}" == own && -n "${tunnel_addr[${zone}]:-}" ]] || continue
+    ((${#args[@]} == 0)) || args+=(--next)
+    args+=(--silent --output /dev/null --interface "${tunnel_addr[${zone}]}" --connect-timeout "${PROBE_TIMEOUT}"
+      --max-time "${PROBE_TIMEOUT}" --write-out "${zone} %{time_connect}\n" "http://${NAT_PROBE_TARGET}/")
+    probed+=("${zone}")
   done
-  wait
+  ((${#probed[@]} > 0)) || return 0
+  output="$(curl --parallel --parallel-immediate "${args[@]}" 2>/dev/null)" || true
+  while read -r zone seconds; do
+    [[ -z "${zone}" ]] || connect["${zone}"]="${seconds}"
+  done <<<"${output}"
+  for zone in "${probed[@]}"; do
+    seconds="${connect[${zone}]:-0}"
+    if [[ "${seconds}" =~ ^[0-9.]+$ && "${seconds}" =~ [1-9] ]]; then
+      echo "${zone} ok"
+    else
+      echo "${zone} miss"
+    fi
+  done
 }
 
 # What the API says of zone $1's NAT: "dead <why>", "healthy", or "unknown" (no answer).
@@ -1208,7 +1208,7 @@ watch_main() {
   read_identity
   credentials_read_at="${EPOCHSECONDS}"
   refresh_peers
-  log "watching $(peer_zones | tr '\n' ' ')every ${PROBE_INTERVAL} s through ${NAT_PROBE_TARGET}"
+  log "watching ${peers_sorted[*]} every ${PROBE_INTERVAL} s through ${NAT_PROBE_TARGET}"
   while true; do
     started="${EPOCHREALTIME}"
     watch_round
