@@ -875,6 +875,7 @@ route_targets() {
 describe_enis() {
   local -a form=(Filter.1.Name=network-interface-id)
   local answer item i=1 eni instance
+  (($# > 0)) || return 0 # no filter value would describe every interface of the account
   for eni in "$@"; do
     form+=("Filter.1.Value.${i}=${eni}")
     i=$((i + 1))
