@@ -121,9 +121,10 @@ def test_a_survivor_covers_a_terminated_zone_until_its_replacement_boots(three_z
     acted = {zone: lines for zone, lines in takeover_lines(lab, survivors, FAILED_ZONE).items() if lines}
     assert list(acted) == [covering], f"exactly one survivor must act: {acted}"
     assert "rule=peer-dead" in acted[covering][0], acted
-    lost = {zone: streams[zone].result.lost for zone in survivors}
-    # Stopping a stream may cut off the last few echoes in flight; an outage would be hundreds.
-    assert all(count <= 3 for count in lost.values()), f"the survivors' own zones lost datagrams: {lost}"
+    # Datagrams lost in the survivors' own zones, in gaps that closed (the last few in flight when a
+    # stream stops are not an outage); one lost now and then is the loaded machine, an outage is hundreds.
+    lost = {zone: [g.lost for g in streams[zone].result.gaps() if g.end != float("inf")] for zone in survivors}
+    assert all(sum(counts) <= 3 for counts in lost.values()), f"the survivors' own zones lost datagrams: {lost}"
     covering_box = lab.sandbox(survivors[covering])
     assert covering_box is not None
     wait_until(

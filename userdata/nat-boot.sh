@@ -81,6 +81,8 @@ readonly TUNNEL_PREFIX="100.127"
 readonly TUNNEL_RANGE="100.127.0.0/16"
 readonly VXLAN_PORT=4789
 readonly TUNNEL_TABLE_BASE=4200
+# A watcher whose NAT took its routes this recently takes back what a survivor took meanwhile.
+readonly RECLAIM_WINDOW=120
 
 # A later start has no user data: the configuration comes from the file the first boot wrote.
 if [[ -z "${NAT_ZONE:-}" && -r "${CONFIG_FILE}" ]]; then
@@ -147,6 +149,9 @@ on_error() {
   log "error line=${line} status=${status}"
   if ((committed)); then
     log "routes already point at ${eni_id}: staying in service"
+    if [[ "${NAT_TAKEOVER}" == peers ]]; then # it serves: it watches the other zones too
+      start_watcher || log "could not start the watcher"
+    fi
     notify "NAT ${instance_id} in ${NAT_ZONE} serves the zone, but step ${current_step} failed (status ${status}); see ${LOG_FILE}"
   else
     hand_back_elastic_ip
@@ -800,6 +805,8 @@ install_watch_unit() {
 [Unit]
 Description=NAT instance takeover watcher of ${NAT_ASG_NAME}
 After=nat-instance.service
+# Never give up restarting (systemd's default stops after 5 starts in 10 s).
+StartLimitIntervalSec=0
 
 [Service]
 Type=simple
@@ -811,10 +818,6 @@ UNIT
 
 # The watcher runs from here on: the instance is in service and its routes point at it.
 start_watcher() {
-  if [[ "${NAT_TAKEOVER}" != peers ]]; then
-    log "takeover off: no watcher"
-    return 0
-  fi
   systemctl start --no-block "$(basename "${WATCH_UNIT_FILE}")"
   log "watcher $(basename "${WATCH_UNIT_FILE}") started"
 }
@@ -1144,6 +1147,37 @@ take_over() {
   note_owner "${zone}" me "${eni_id}"
 }
 
+# A survivor that took this zone over just as this instance booted (its check of the routes and
+# this boot's route step crossed) keeps the zone: the watcher of a NAT that took its routes in the
+# last RECLAIM_WINDOW seconds takes back the tables another zone's NAT holds. Only then: an older NAT
+# whose zone was taken over may be the hung one.
+reclaim_own_zone() {
+  local table eni az _ip _instance age
+  local -a own=() taken=()
+  local -A eni_zone=()
+  [[ -e "${SERVED_MARKER}" ]] || return 0
+  age=$((EPOCHSECONDS - $(stat -c %Y "${SERVED_MARKER}")))
+  ((age <= RECLAIM_WINDOW)) || return 0
+  read -r -a own <<<"${NAT_ROUTE_TABLE_IDS}"
+  local -A target=()
+  while read -r table eni; do
+    [[ "${eni}" == "${eni_id}" ]] || target["${table}"]="${eni}"
+  done < <(route_targets "${own[@]}")
+  ((${#target[@]} > 0)) || return 0
+  while read -r eni az _ip _instance; do
+    eni_zone["${eni}"]="${az}"
+  done < <(describe_enis "${target[@]}")
+  for table in "${!target[@]}"; do
+    az="${eni_zone[${target[${table}]}]:-}"
+    if [[ -n "${az}" && "${az}" != "${NAT_ZONE}" ]]; then
+      taken+=("${table}")
+    fi
+  done
+  ((${#taken[@]} > 0)) || return 0
+  point_route_tables "${taken[@]}" >/dev/null
+  log "reclaim zone=${NAT_ZONE} tables=${taken[*]} from another zone's NAT (booted ${age} s ago)"
+}
+
 # A crash of the watcher is logged; systemd starts it again a second later.
 on_watch_error() {
   local status=$?
@@ -1209,6 +1243,7 @@ watch_main() {
   read_identity
   credentials_read_at="${EPOCHSECONDS}"
   refresh_peers
+  reclaim_own_zone
   log "watching ${peers_sorted[*]} every ${PROBE_INTERVAL} s through ${NAT_PROBE_TARGET}"
   while true; do
     started="${EPOCHREALTIME}"
@@ -1249,7 +1284,7 @@ main() {
   fi
   if [[ "${mode}" == "start" && -e "${SERVED_MARKER}" ]] && routes_point_here; then
     log "routes already point at ${eni_id}: serving since before this start"
-    step watcher start_watcher
+    [[ "${NAT_TAKEOVER}" != peers ]] || step watcher start_watcher
     return 0
   fi
   step source-dest-check disable_source_dest_check
@@ -1257,7 +1292,7 @@ main() {
   step routes point_routes
   remember_serving
   step lifecycle complete_launch
-  step watcher start_watcher
+  [[ "${NAT_TAKEOVER}" != peers ]] || step watcher start_watcher
   step facts record_facts
   current_step="ready"
   log "NAT ready: ${instance_id} routes ${NAT_ROUTE_TABLE_IDS}"
