@@ -57,4 +57,5 @@ docs: bootstrap ## Regenerates the README's inputs/outputs tables.
 bench: bootstrap ## Throughput, failover-outage and seed-vs-ours benchmarks (root: network namespaces).
 	$(ENV) python bench/nat_throughput.py --repeat 3
 	$(ENV) python bench/failover_outage.py --runs 5
+	$(ENV) python bench/takeover_outage.py --runs 5
 	$(ENV) python bench/seed_vs_ours.py --runs 10

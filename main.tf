@@ -25,6 +25,15 @@ locals {
     existing = { for zone, config in var.zones : zone => config.eip_allocation_id }
   }[var.elastic_ip]
 
+  # Takeover (README, "Seconds-level failover"): every zone's NAT knows every
+  # zone's group and route tables, "zone:group:rtb,rtb" sorted by zone; the
+  # timings are the watcher's (seconds). One zone has no peer to watch.
+  takeover_on = var.takeover == "peers" && length(var.zones) > 1
+  takeover_peers = join(" ", [
+    for zone in sort(keys(var.zones)) : "${zone}:${local.asg_names[zone]}:${join(",", values(var.zones[zone].private_route_tables))}"
+  ])
+  takeover_probe_target = coalesce(var.takeover_probe_target, "ec2.${local.region}.amazonaws.com:443")
+
   # Exactly the template variables of userdata/user-data.sh.tftpl (see
   # docs/design.md): plain strings, lists joined with one space, "" for "off".
   # values() lists a zone's route table IDs in lexical order of their keys.
@@ -39,6 +48,9 @@ locals {
       lifecycle_hook_name    = var.launch_lifecycle_hook ? local.lifecycle_hook_name : ""
       notification_topic_arn = var.notification_topic_arn == null ? "" : var.notification_topic_arn
       metrics_namespace      = var.metrics_namespace == null ? "" : var.metrics_namespace
+      takeover               = local.takeover_on ? "peers" : "off"
+      peers                  = local.takeover_on ? local.takeover_peers : ""
+      probe_target           = local.takeover_on ? local.takeover_probe_target : ""
       boot_script            = file("${path.module}/userdata/nat-boot.sh")
     }
   }
@@ -117,6 +129,41 @@ locals {
           "ec2:DescribeRouteTables",
         ]
         Resource = "*"
+      }
+    },
+    {
+      # A peer's state and status checks before a takeover; read-only, so
+      # like the other Describe* calls it supports no resource scoping.
+      wanted = local.takeover_on
+      statement = {
+        Sid      = "DescribePeerStatus"
+        Effect   = "Allow"
+        Action   = ["ec2:DescribeInstanceStatus"]
+        Resource = "*"
+      }
+    },
+    {
+      # Takeover: this module's route tables, of every zone, and nothing else.
+      wanted = local.takeover_on
+      statement = {
+        Sid      = "TakeOverPeerZonesRoutes"
+        Effect   = "Allow"
+        Action   = ["ec2:ReplaceRoute"]
+        Resource = sort(distinct([for route in values(local.private_routes) : "${local.arn_prefix.ec2}:route-table/${route.route_table_id}"]))
+      }
+    },
+    {
+      # SetInstanceHealth requires the autoScalingGroup resource type, so it
+      # is scoped by group ARN: only this module's groups (Service
+      # Authorization Reference, "Actions, resources, and condition keys for
+      # Amazon EC2 Auto Scaling", docs.aws.amazon.com/service-authorization/
+      # latest/reference/list_amazonec2autoscaling.html).
+      wanted = local.takeover_on
+      statement = {
+        Sid      = "MarkPeerUnhealthyInOwnGroups"
+        Effect   = "Allow"
+        Action   = ["autoscaling:SetInstanceHealth"]
+        Resource = sort([for name in values(local.asg_names) : "${local.arn_prefix.autoscaling}:autoScalingGroup:*:autoScalingGroupName/${name}"])
       }
     },
     {
@@ -266,6 +313,18 @@ resource "aws_security_group" "this" {
     from_port   = 0
     to_port     = 0
     cidr_blocks = local.served_cidrs
+  }
+
+  dynamic "ingress" {
+    for_each = local.takeover_on ? ["vxlan"] : []
+
+    content {
+      description = "Takeover probes: VXLAN tunnels between the NATs of this group (UDP 4789)"
+      protocol    = "udp"
+      from_port   = 4789
+      to_port     = 4789
+      self        = true
+    }
   }
 
   egress {

@@ -118,6 +118,29 @@ variable "elastic_ip" {
   }
 }
 
+variable "takeover" {
+  description = "What the NATs do for each other: `peers` makes every NAT probe the other zones' NATs through themselves about every second and take a dead or hung zone's routes over within seconds, until that zone's replacement takes them back (README, \"Seconds-level failover\"); with one zone it does nothing. `off`: each zone waits for its own replacement."
+  type        = string
+  default     = "peers"
+  nullable    = false
+
+  validation {
+    condition     = contains(["peers", "off"], var.takeover)
+    error_message = "takeover must be one of \"peers\" or \"off\"."
+  }
+}
+
+variable "takeover_probe_target" {
+  description = "The host:port the takeover probes connect to through each peer (a TCP connect, nothing more). Null: the regional EC2 endpoint, ec2.<region>.amazonaws.com:443, which every NAT already reaches."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.takeover_probe_target == null || can(regex("^[A-Za-z0-9.-]+:[0-9]{1,5}$", var.takeover_probe_target))
+    error_message = "takeover_probe_target must be null or host:port, such as ec2.us-east-1.amazonaws.com:443."
+  }
+}
+
 variable "route_destination_cidr" {
   description = "IPv4 destination the module routes through each zone's NAT instance in the private route tables."
   type        = string

@@ -1,6 +1,8 @@
 # IAM: one role per zone. A zone's role may change only that zone's route
 # tables, Elastic IP, group and tagged interfaces; "*" is for Describe only;
-# no CloudWatch action at all. tests/test_iam_policy.py reads the plans of
+# no CloudWatch action at all. With takeover (the default) it may also
+# re-point this module's other route tables and mark this module's groups'
+# instances unhealthy, and nothing beyond the module. tests/test_iam_policy.py reads the plans of
 # these runs, so every run plans the groups and the policies.
 
 # Shared fakes and inputs: tests/mocks/aws.tfmock.hcl, tests/terraform.tfvars.
@@ -41,8 +43,12 @@ variables {
   }
 }
 
-run "defaults_scope_every_mutating_action" {
+run "without_takeover_every_mutating_action_stays_in_the_zone" {
   command = plan
+
+  variables {
+    takeover = "off"
+  }
 
   assert {
     condition     = keys(aws_iam_role.this) == ["eu-west-1a", "eu-west-1b"] && keys(aws_iam_role_policy.this) == ["eu-west-1a", "eu-west-1b"] && keys(aws_iam_instance_profile.this) == ["eu-west-1a", "eu-west-1b"]
@@ -97,7 +103,7 @@ run "defaults_scope_every_mutating_action" {
         "ec2:ReplaceRoute",
       ])
     ])
-    error_message = "With the defaults a zone's role may describe, point routes, turn off the source/destination check and complete its launch hook: nothing else (no CloudWatch, no DescribeAutoScalingInstances)."
+    error_message = "Without takeover a zone's role may describe, point routes, turn off the source/destination check and complete its launch hook: nothing else (no CloudWatch, no DescribeAutoScalingInstances)."
   }
 
   assert {
@@ -329,5 +335,95 @@ run "ssm_access_attaches_the_managed_policy" {
   assert {
     condition     = alltrue([for role in aws_iam_role.this : role.permissions_boundary == "arn:aws:iam::123456789012:policy/boundary"])
     error_message = "iam_role_permissions_boundary must be set on every zone's role."
+  }
+}
+
+run "takeover_reaches_this_modules_tables_and_groups_only" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for policy in aws_iam_role_policy.this :
+      one([
+        for statement in jsondecode(policy.policy).Statement : statement
+        if statement.Sid == "TakeOverPeerZonesRoutes"
+        ]) == {
+        Sid    = "TakeOverPeerZonesRoutes"
+        Effect = "Allow"
+        Action = ["ec2:ReplaceRoute"]
+        Resource = [
+          "arn:aws:ec2:eu-west-1:123456789012:route-table/rtb-0a000001",
+          "arn:aws:ec2:eu-west-1:123456789012:route-table/rtb-0a000002",
+          "arn:aws:ec2:eu-west-1:123456789012:route-table/rtb-0b000001",
+        ]
+      }
+    ])
+    error_message = "With takeover each role may ReplaceRoute (not CreateRoute) on every route table of this module, and on no other."
+  }
+
+  assert {
+    condition = alltrue([
+      for policy in aws_iam_role_policy.this :
+      one([
+        for statement in jsondecode(policy.policy).Statement : statement.Resource
+        if contains(statement.Action, "autoscaling:SetInstanceHealth")
+        ]) == [
+        "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:autoScalingGroupName/egress-eu-west-1a",
+        "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:autoScalingGroupName/egress-eu-west-1b",
+      ]
+    ])
+    error_message = "With takeover SetInstanceHealth must be limited to this module's groups, by ARN."
+  }
+
+  assert {
+    condition = alltrue([
+      for policy in aws_iam_role_policy.this :
+      sort(distinct(flatten([for statement in jsondecode(policy.policy).Statement : statement.Action]))) == tolist([
+        "autoscaling:CompleteLifecycleAction",
+        "autoscaling:SetInstanceHealth",
+        "ec2:CreateRoute",
+        "ec2:DescribeAddresses",
+        "ec2:DescribeInstanceStatus",
+        "ec2:DescribeInstances",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeRouteTables",
+        "ec2:ModifyNetworkInterfaceAttribute",
+        "ec2:ReplaceRoute",
+      ])
+    ])
+    error_message = "Takeover adds exactly DescribeInstanceStatus and SetInstanceHealth to a role's actions."
+  }
+
+  assert {
+    condition = length([
+      for rule in aws_security_group.this.ingress : rule
+      if rule.protocol == "udp" && rule.from_port == 4789 && rule.to_port == 4789 && rule.self == true && try(length(rule.cidr_blocks), 0) == 0
+    ]) == 1
+    error_message = "With takeover the NATs' group must accept VXLAN (UDP 4789) from itself only."
+  }
+}
+
+run "takeover_with_one_zone_adds_nothing" {
+  command = plan
+
+  variables {
+    zones = {
+      "eu-west-1a" = { public_subnet_id = "subnet-0a000001", private_route_tables = { main = "rtb-0a000001" } }
+    }
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for policy in aws_iam_role_policy.this : [
+        for statement in jsondecode(policy.policy).Statement :
+        !contains(statement.Action, "autoscaling:SetInstanceHealth") && !contains(statement.Action, "ec2:DescribeInstanceStatus")
+      ]
+    ]))
+    error_message = "With one zone there is no peer to take over: no takeover permission."
+  }
+
+  assert {
+    condition     = length([for rule in aws_security_group.this.ingress : rule if rule.protocol == "udp"]) == 0
+    error_message = "With one zone the NATs' group needs no VXLAN rule."
   }
 }

@@ -123,8 +123,13 @@ run "three_zones_route_each_table_through_its_own_zone" {
   }
 
   assert {
-    condition     = !strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "rtb-0a000001")
-    error_message = "The user data of a zone must not list another zone's route tables."
+    condition     = regex("NAT_ROUTE_TABLE_IDS='([^']*)'", base64decode(aws_launch_template.this["eu-west-1b"].user_data))[0] == "rtb-0b000001 rtb-0b000002"
+    error_message = "The tables a zone's NAT points at itself at boot (NAT_ROUTE_TABLE_IDS) must be that zone's only; other zones' appear only in NAT_PEERS, for takeover."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "NAT_PEERS='eu-west-1a:egress-eu-west-1a:rtb-0a000001,rtb-0a000002 eu-west-1b:egress-eu-west-1b:rtb-0b000001,rtb-0b000002 ")
+    error_message = "With takeover every zone's NAT knows every zone's group and tables, sorted by zone (NAT_PEERS)."
   }
 }
 

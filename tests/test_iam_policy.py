@@ -47,6 +47,14 @@ GROUP_SCOPED_ACTIONS = {
     "autoscaling:TerminateInstanceInAutoScalingGroup",
     "autoscaling:SetInstanceHealth",
 }
+#: Takeover (README, "Seconds-level failover"): the only statements that may name other zones' tables
+#: and groups of this module, each with the one action it needs; and the one action that may reach
+#: another zone's group (marking a dead peer unhealthy).
+TAKEOVER_STATEMENTS = {
+    "TakeOverPeerZonesRoutes": ["ec2:ReplaceRoute"],
+    "MarkPeerUnhealthyInOwnGroups": ["autoscaling:SetInstanceHealth"],
+}
+PEER_GROUP_ACTIONS = {"autoscaling:SetInstanceHealth"}
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +177,7 @@ def test_actions_name_no_wildcards(planned_policies: dict[str, dict[str, Any]]) 
             assert wildcards == [], f"run {run}, statement {statement.get('Sid')}: wildcard actions {wildcards}"
 
 
-def test_no_statement_lets_a_role_stop_or_terminate_outside_its_own_group(
+def test_no_statement_lets_a_role_stop_or_terminate_outside_this_modules_groups(
     planned_plans: dict[str, dict[str, Any]],
 ) -> None:
     for run, plan in planned_plans.items():
@@ -181,12 +189,14 @@ def test_no_statement_lets_a_role_stop_or_terminate_outside_its_own_group(
             for statement in _statements(json.loads(change["change"]["after"]["policy"])):
                 for action in set(_as_list(statement["Action"])) & STOPPING_ACTIONS:
                     resources = _as_list(statement["Resource"])
+                    allowed = set(groups.values()) if action in PEER_GROUP_ACTIONS else {own_group}
                     scoped = action in GROUP_SCOPED_ACTIONS and all(
-                        arn.endswith(f":autoScalingGroupName/{own_group}") for arn in resources
+                        arn.split(":autoScalingGroupName/")[-1] in allowed and ":autoScalingGroupName/" in arn
+                        for arn in resources
                     )
                     assert scoped, (
                         f"run {run}, {change['address']}, statement {statement.get('Sid')}: {action} on "
-                        f"{resources} could stop or terminate instances outside {own_group}"
+                        f"{resources} could stop or terminate instances outside {sorted(allowed)}"
                     )
 
 
@@ -199,9 +209,32 @@ def test_each_zones_role_touches_only_its_own_zone(planned_plans: dict[str, dict
             zone = change["index"]
             others = [name for other, name in groups.items() if other != zone]
             others += [table for other, table in _route_tables(plan) if other != zone]
-            text = change["change"]["after"]["policy"]
+            statements = _statements(json.loads(change["change"]["after"]["policy"]))
+            for statement in statements:
+                if statement.get("Sid") in TAKEOVER_STATEMENTS:
+                    assert statement["Action"] == TAKEOVER_STATEMENTS[statement["Sid"]], (
+                        f"run {run}, {change['address']}: takeover statement {statement['Sid']} may allow only "
+                        f"{TAKEOVER_STATEMENTS[statement['Sid']]}, allows {statement['Action']}"
+                    )
+            text = json.dumps([s for s in statements if s.get("Sid") not in TAKEOVER_STATEMENTS])
             leaked = [name for name in others if f'"{name}"' in text or f"/{name}" in text]
             assert leaked == [], f"run {run}, {change['address']} names other zones' groups or tables {leaked}"
+
+
+def test_takeover_reaches_nothing_outside_the_module(planned_plans: dict[str, dict[str, Any]]) -> None:
+    for run, plan in planned_plans.items():
+        module_names = set(_group_names(plan).values()) | {table for _, table in _route_tables(plan)}
+        for change in plan.get("resource_changes", []):
+            if not change["address"].startswith(f"{POLICY_ADDRESS}["):
+                continue
+            for statement in _statements(json.loads(change["change"]["after"]["policy"])):
+                if statement.get("Sid") not in TAKEOVER_STATEMENTS:
+                    continue
+                named = {arn.rsplit("/", 1)[-1] for arn in _as_list(statement["Resource"])}
+                assert named <= module_names, (
+                    f"run {run}, {change['address']}: {statement['Sid']} names {sorted(named - module_names)}, "
+                    "which this module did not create"
+                )
 
 
 def _route_tables(plan: dict[str, Any]) -> list[tuple[str, str]]:

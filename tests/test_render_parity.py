@@ -83,6 +83,8 @@ run "parity_{case.replace("+", "_").replace("-", "_")}" {{
     {"" if hook else "warm_pool = null"}
     notification_topic_arn = {_hcl(topic)}
     metrics_namespace      = {_hcl(metrics)}
+    takeover               = {_hcl(zones[0]["takeover"])}
+    takeover_probe_target  = {_hcl(zones[0]["probe_target"])}
   }}
 
 {overrides}

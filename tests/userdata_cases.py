@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+PROBE_TARGET = "ec2.us-east-1.amazonaws.com:443"
 
 
 def _zone_config(zone: str, index: int, *, eip: bool, topic: bool, hook: bool, tables: int) -> dict:
@@ -26,8 +27,13 @@ def cases() -> dict[str, list[dict]]:
         for eip in (False, True):
             for features in (False, True):
                 name = f"{zones}z-{'eip' if eip else 'noeip'}-{'topic+hook' if features else 'bare'}"
-                out[name] = [
+                configs = [
                     _zone_config(zone, i, eip=eip, topic=features, hook=features, tables=1 + i)
                     for i, zone in enumerate(ZONES[:zones])
                 ]
+                # Takeover on with the feature set (off with 1 zone, whatever the mode), off without.
+                peers = {c["zone"]: (c["asg_name"], c["route_table_ids"]) for c in configs}
+                for config in configs:
+                    config.update(takeover="peers" if features else "off", peers=peers, probe_target=PROBE_TARGET)
+                out[name] = configs
     return out

@@ -168,6 +168,28 @@ run "rejects_eip_allocation_id_in_two_zones" {
   expect_failures = [var.zones]
 }
 
+# takeover
+
+run "rejects_unknown_takeover_mode" {
+  command = plan
+
+  variables {
+    takeover = "standby"
+  }
+
+  expect_failures = [var.takeover]
+}
+
+run "rejects_probe_target_without_port" {
+  command = plan
+
+  variables {
+    takeover_probe_target = "ec2.eu-west-1.amazonaws.com"
+  }
+
+  expect_failures = [var.takeover_probe_target]
+}
+
 # elastic_ip
 
 run "rejects_unknown_elastic_ip_mode" {

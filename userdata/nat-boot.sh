@@ -67,6 +67,29 @@ readonly METRICS_UNIT_FILE="/etc/systemd/system/nat-instance-metrics.service"
 readonly METRICS_INTERVAL="${NAT_METRICS_INTERVAL:-60}"
 # Zones this NAT covers besides its own, written by whatever moves another zone's routes here.
 readonly COVERING_FILE="/run/nat-instance/covering"
+# Takeover (NAT_TAKEOVER=peers): the watcher, a second unit running this script in "watch" mode.
+readonly WATCH_UNIT_FILE="/etc/systemd/system/nat-instance-watch.service"
+readonly WATCH_LOG_FILE="${NAT_WATCH_LOG_FILE:-/var/log/nat-instance-watch.log}"
+# One probe per peer about every second; a peer is suspect after 3 misses in a row. The API then
+# says whether it is dead (taken over at once) or running and healthy: a healthy peer that keeps
+# failing the probes for the hold time is taken over too (its clients have no egress). After a
+# zone is given back, "not forwarding" cannot fire for it again during the hold-down (no flapping).
+readonly PROBE_INTERVAL="${NAT_PROBE_INTERVAL:-1}"
+readonly PROBE_TIMEOUT="${NAT_PROBE_TIMEOUT:-0.9}"
+readonly PROBE_MISSES="${NAT_PROBE_MISSES:-3}"
+readonly NOT_FORWARDING_HOLD="${NAT_NOT_FORWARDING_HOLD:-8}"
+readonly GIVE_BACK_HOLDDOWN="${NAT_GIVE_BACK_HOLDDOWN:-120}"
+# Who serves each zone is read again this often (and at a peer's first missed probe).
+readonly PEER_REFRESH_INTERVAL="${NAT_PEER_REFRESH_INTERVAL:-10}"
+# Role credentials are read again this often (EC2 renews them hours before they expire).
+readonly CREDENTIALS_REFRESH_INTERVAL=300
+# One VXLAN link per peer: a /31 of this range per zone pair, carried over UDP 4789.
+readonly TUNNEL_PREFIX="100.127"
+readonly TUNNEL_RANGE="100.127.0.0/16"
+readonly VXLAN_PORT=4789
+readonly TUNNEL_TABLE_BASE=4200
+# A watcher whose NAT took its routes this recently takes back what a survivor took meanwhile.
+readonly RECLAIM_WINDOW=120
 
 # A later start has no user data: the configuration comes from the file the first boot wrote.
 if [[ -z "${NAT_ZONE:-}" && -r "${CONFIG_FILE}" ]]; then
@@ -83,6 +106,9 @@ NAT_EIP_ALLOCATION_ID="${NAT_EIP_ALLOCATION_ID:-}"
 NAT_LIFECYCLE_HOOK_NAME="${NAT_LIFECYCLE_HOOK_NAME:-}"
 NAT_NOTIFICATION_TOPIC_ARN="${NAT_NOTIFICATION_TOPIC_ARN:-}"
 NAT_METRICS_NAMESPACE="${NAT_METRICS_NAMESPACE:-}"
+NAT_TAKEOVER="${NAT_TAKEOVER:-off}"
+NAT_PEERS="${NAT_PEERS:-}"
+NAT_PROBE_TARGET="${NAT_PROBE_TARGET:-}"
 
 current_step="setup"
 imds_token=""
@@ -131,6 +157,9 @@ on_error() {
   log "error line=${line} status=${status}"
   if ((committed)); then
     log "routes already point at ${eni_id}: staying in service"
+    if [[ "${NAT_TAKEOVER}" == peers ]]; then # it serves: it watches the other zones too
+      start_watcher || log "could not start the watcher"
+    fi
     notify "NAT ${instance_id} in ${NAT_ZONE} serves the zone, but step ${current_step} failed (status ${status}); see ${LOG_FILE}"
   else
     hand_back_elastic_ip
@@ -148,8 +177,9 @@ notify() {
 
 # Sends everything to the console and the log file; aws_query's notes too, even from inside $(...).
 setup_logging() {
-  mkdir -p "$(dirname "${LOG_FILE}")"
-  exec > >(tee -a "${LOG_FILE}") 2>&1
+  local file="${1:-${LOG_FILE}}"
+  mkdir -p "$(dirname "${file}")"
+  exec > >(tee -a "${file}") 2>&1
   exec {api_log_fd}>&1
 }
 
@@ -198,6 +228,21 @@ check_config() {
   if [[ -n "${NAT_NOTIFICATION_TOPIC_ARN}" ]]; then
     config_matches NAT_NOTIFICATION_TOPIC_ARN "${NAT_NOTIFICATION_TOPIC_ARN}" '^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+(\.fifo)?$' "empty or an SNS topic ARN" || bad=1
   fi
+  check_takeover_config || bad=1
+  return "${bad}"
+}
+
+# The takeover settings: a mode, and with "peers" every zone's group and tables and a probe target.
+check_takeover_config() {
+  local bad=0 value
+  config_matches NAT_TAKEOVER "${NAT_TAKEOVER}" '^(peers|off)$' "peers or off" || return 1
+  [[ "${NAT_TAKEOVER}" == peers ]] || return 0
+  config_matches NAT_PROBE_TARGET "${NAT_PROBE_TARGET}" '^[A-Za-z0-9.-]+:[0-9]{1,5}$' "host:port" || bad=1
+  config_matches NAT_PEERS "${NAT_PEERS}" '[^[:space:]]' "zone:group:rtb,... for every zone" || bad=1
+  for value in ${NAT_PEERS}; do
+    config_matches NAT_PEERS "${value}" '^[a-z]{2}(-[a-z0-9]+)+[a-z]:[^:[:space:]]+:rtb-[0-9a-f]{8,17}(,rtb-[0-9a-f]{8,17})*$' \
+      "zone:group:rtb-...[,rtb-...] entries such as us-east-1a:egress-us-east-1a:rtb-0123456789abcdef0" || bad=1
+  done
   return "${bad}"
 }
 
@@ -389,6 +434,9 @@ configure_masquerade() {
   local cidrs
   local -a served
   read -r -a served <<<"${NAT_SERVED_CIDRS}"
+  if [[ "${NAT_TAKEOVER}" == peers ]]; then
+    served+=("${TUNNEL_RANGE}") # a peer's probes leave through here like client traffic
+  fi
   cidrs="$(printf '%s, ' "${served[@]}")"
   mkdir -p "$(dirname "${NFT_RULES_FILE}")"
   cat >"${NFT_RULES_FILE}" <<EOF
@@ -669,7 +717,8 @@ persist_config() {
   local name
   mkdir -p "$(dirname "${CONFIG_FILE}")"
   for name in NAT_ZONE NAT_ASG_NAME NAT_ROUTE_TABLE_IDS NAT_ROUTE_DESTINATION NAT_SERVED_CIDRS \
-    NAT_EIP_ALLOCATION_ID NAT_LIFECYCLE_HOOK_NAME NAT_NOTIFICATION_TOPIC_ARN NAT_METRICS_NAMESPACE; do
+    NAT_EIP_ALLOCATION_ID NAT_LIFECYCLE_HOOK_NAME NAT_NOTIFICATION_TOPIC_ARN NAT_METRICS_NAMESPACE \
+    NAT_TAKEOVER NAT_PEERS NAT_PROBE_TARGET; do
     printf '%s=%q\n' "${name}" "${!name}"
   done >"${CONFIG_FILE}"
 }
@@ -710,6 +759,7 @@ persist_for_restarts() {
   persist_config
   persist_script
   install_unit
+  install_watch_unit
   log "persisted ${CONFIG_FILE} ${SCRIPT_FILE} ${UNIT_FILE}"
 }
 
@@ -865,6 +915,478 @@ metrics_loop() {
   done
 }
 
+# --- Takeover watcher ("watch" mode, the nat-instance-watch unit) ---------------------------------
+
+# The watcher's unit: started by this script once the instance serves its zone (never in a warm
+# pool), restarted a second after any exit. Not enabled for boot: nat-instance.service starts it at
+# every start that ends in service.
+install_watch_unit() {
+  [[ "${NAT_TAKEOVER}" == peers ]] || return 0
+  cat >"${WATCH_UNIT_FILE}" <<UNIT
+# Written by nat-boot: probes the other zones' NATs and takes a dead zone's routes over.
+[Unit]
+Description=NAT instance takeover watcher of ${NAT_ASG_NAME}
+After=nat-instance.service
+# Never give up restarting (systemd's default stops after 5 starts in 10 s).
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+ExecStart=${SCRIPT_FILE} watch
+Restart=always
+RestartSec=1s
+UNIT
+}
+
+# The watcher runs from here on: the instance is in service and its routes point at it.
+start_watcher() {
+  systemctl start --no-block "$(basename "${WATCH_UNIT_FILE}")"
+  log "watcher $(basename "${WATCH_UNIT_FILE}") started"
+}
+
+declare -a zones_sorted=() peers_sorted=()
+declare -A zone_index=() zone_tables=() peer_eni=() peer_ip=() peer_instance=() peer_owner=()
+declare -A tunnel_remote=() tunnel_addr=() served_eni=() answered=() misses=() miss_since=() holddown_until=() last_decision=()
+credentials_read_at=0
+peers_read_at=0
+
+# NAT_PEERS ("zone:group:rtb,rtb" sorted by zone) into the zone arrays.
+parse_peers() {
+  local entry zone rest i=0
+  for entry in ${NAT_PEERS}; do
+    zone="${entry%%:*}" rest="${entry#*:}"
+    zones_sorted+=("${zone}")
+    [[ "${zone}" == "${NAT_ZONE}" ]] || peers_sorted+=("${zone}")
+    zone_index["${zone}"]="${i}"
+    zone_tables["${zone}"]="${rest#*:}"
+    i=$((i + 1))
+  done
+  if [[ -z "${zone_index[${NAT_ZONE}]:-}" ]]; then
+    log "NAT_PEERS has no entry for this zone ${NAT_ZONE}"
+    return 1
+  fi
+}
+
+# The top-level <item> elements of the XML on stdin (a response's set), one per line. Their fields
+# come in no fixed order (AWS's and moto's differ), and items nest (a table's routes).
+xml_items() {
+  tr -d '\n' | awk 'BEGIN { RS = "<" } NR > 1 {
+    if ($0 ~ /^item>/) depth++
+    if (depth > 0) item = item "<" $0
+    if ($0 ~ /^\/item>/ && --depth == 0) { print item; item = "" }
+  }'
+}
+
+# Route table -> the ENI its route to NAT_ROUTE_DESTINATION targets, "table eni" per line.
+route_targets() {
+  local -a ids=()
+  local answer item chunk table i=1 rtb
+  for rtb in "$@"; do
+    ids+=("RouteTableId.${i}=${rtb}")
+    i=$((i + 1))
+  done
+  answer="$(aws_query ec2 DescribeRouteTables "${ids[@]}")" || return 1
+  while IFS= read -r item; do
+    table="$(first_match '<routeTableId>([^<]+)</routeTableId>' <<<"${item}")"
+    # A route is an <item> without nested items: the text up to the next <item> is one route.
+    while IFS= read -r -d $'\x1e' chunk; do
+      [[ "${chunk}" == *"<destinationCidrBlock>${NAT_ROUTE_DESTINATION}</destinationCidrBlock>"* ]] || continue
+      printf '%s %s\n' "${table}" "$(first_match '<networkInterfaceId>([^<]+)</networkInterfaceId>' <<<"${chunk}")"
+    done < <(printf '%s\x1e' "${item//<item>/$'\x1e'}")
+  done < <(xml_items <<<"${answer}")
+}
+
+# "eni zone ip instance" per ENI found (a deleted ENI is left out, not an error; "-" for no instance).
+describe_enis() {
+  local -a form=(Filter.1.Name=network-interface-id)
+  local answer item i=1 eni instance
+  (($# > 0)) || return 0 # no filter value would describe every interface of the account
+  for eni in "$@"; do
+    form+=("Filter.1.Value.${i}=${eni}")
+    i=$((i + 1))
+  done
+  answer="$(aws_query ec2 DescribeNetworkInterfaces "${form[@]}")" || return 1
+  while IFS= read -r item; do
+    instance="$(first_match '<instanceId>([^<]+)</instanceId>' <<<"${item}")"
+    printf '%s %s %s %s\n' "$(first_match '<networkInterfaceId>([^<]+)</networkInterfaceId>' <<<"${item}")" \
+      "$(first_match '<availabilityZone>([^<]+)</availabilityZone>' <<<"${item}")" \
+      "$(first_match '<privateIpAddress>([^<]+)</privateIpAddress>' <<<"${item}")" "${instance:--}"
+  done < <(xml_items <<<"${answer}")
+}
+
+# Who serves each other zone now: its own NAT (probed through a tunnel), this instance (covering it),
+# or another zone's NAT. A zone given back to its own NAT starts its hold-down.
+refresh_peers() {
+  local zone table eni az ip instance owner
+  local -a tables=()
+  local -A zone_eni=() eni_zone=() eni_ip=() eni_instance=()
+  local -a own=()
+  for zone in "${peers_sorted[@]}"; do
+    IFS=, read -r -a own <<<"${zone_tables[${zone}]}"
+    tables+=("${own[@]}")
+  done
+  while read -r table eni; do
+    for zone in "${peers_sorted[@]}"; do
+      if [[ "${zone_tables[${zone}]%%,*}" == "${table}" ]]; then
+        zone_eni["${zone}"]="${eni}"
+      fi
+    done
+  done < <(route_targets "${tables[@]}")
+  while read -r eni az ip instance; do
+    eni_zone["${eni}"]="${az}" eni_ip["${eni}"]="${ip}" eni_instance["${eni}"]="${instance#-}"
+  done < <(describe_enis "${zone_eni[@]}")
+  peers_read_at="${EPOCHSECONDS}"
+  for zone in "${peers_sorted[@]}"; do
+    eni="${zone_eni[${zone}]:-}"
+    if [[ "${eni}" == "${eni_id}" ]]; then
+      owner="me"
+    elif [[ -n "${eni_instance[${eni}]:-}" && "${eni_zone[${eni}]}" == "${zone}" ]]; then
+      owner="own"
+    elif [[ -n "${eni_zone[${eni}]:-}" && "${eni_zone[${eni}]}" != "${zone}" ]]; then
+      owner="${eni_zone[${eni}]}"
+    elif [[ -n "${eni}" && "${eni}" == "${peer_eni[${zone}]:-}" ]]; then
+      owner="own" # the ENI went with its terminated instance: still the same (dead) peer
+    else
+      owner="none" # no NAT yet (the route's initial, never-attached target)
+    fi
+    note_owner "${zone}" "${owner}" "${eni}"
+    if [[ "${owner}" == own && -n "${eni_ip[${eni}]:-}" ]]; then
+      peer_eni["${zone}"]="${eni}" peer_ip["${zone}"]="${eni_ip[${eni}]}" peer_instance["${zone}"]="${eni_instance[${eni}]}"
+      ensure_tunnel "${zone}"
+    fi
+  done
+}
+
+# Logs who serves a zone when that changes; a zone this instance covered and no longer does was
+# given back (its replacement took its routes at boot).
+note_owner() {
+  local zone="$1" owner="$2" eni="$3" previous="${peer_owner[$1]:-}"
+  peer_owner["${zone}"]="${owner}"
+  [[ "${owner}" != "${previous}" || "${eni}" != "${served_eni[${zone}]:-}" ]] || return 0
+  served_eni["${zone}"]="${eni}"
+  if [[ "${previous}" == me && "${owner}" != me ]]; then
+    log "give-back zone=${zone} routes now on ${eni} (${owner})"
+  fi
+  # A zone back on a NAT of its own after being covered: its new NAT gets time to settle in.
+  if [[ "${owner}" == own && -n "${previous}" && "${previous}" != own ]]; then
+    holddown_until["${zone}"]=$((EPOCHSECONDS + GIVE_BACK_HOLDDOWN))
+    log "hold-down zone=${zone} ${GIVE_BACK_HOLDDOWN} s: peer-not-forwarding will not fire for it"
+  fi
+  misses["${zone}"]=0
+  answered["${zone}"]=0
+  last_decision["${zone}"]=""
+  log "peer zone=${zone} served by ${owner} eni=${eni:-none}"
+  record_covering
+}
+
+# The zones this NAT covers besides its own, for the metrics' CoveringZones (one word each).
+record_covering() {
+  local zone
+  local -a covered=()
+  for zone in "${!peer_owner[@]}"; do
+    [[ "${peer_owner[${zone}]}" != me ]] || covered+=("${zone}")
+  done
+  mkdir -p "$(dirname "${COVERING_FILE}")"
+  printf '%s\n' "${covered[*]}" >"${COVERING_FILE}"
+}
+
+# This zone's and the peer's tunnel addresses, the VNI and the link of the pair with zone $1.
+tunnel_of() {
+  local me="${zone_index[${NAT_ZONE}]}" peer="${zone_index[$1]}" low high
+  low=$((me < peer ? me : peer)) high=$((me < peer ? peer : me))
+  local base="${TUNNEL_PREFIX}.${low}" mine theirs
+  mine=$((2 * high + (me == low ? 0 : 1)))
+  theirs=$((2 * high + (me == low ? 1 : 0)))
+  printf '%s %s %s natpeer%s %s\n' "${base}.${mine}" "${base}.${theirs}" "$((4096 + low * 256 + high))" \
+    "${peer}" "$((TUNNEL_TABLE_BASE + peer))"
+}
+
+# A VXLAN link to zone $1's NAT (made again when its address changed) and a policy route: what
+# leaves from this end's address goes through the peer, which forwards it like a client's packet.
+ensure_tunnel() {
+  local zone="$1" mine theirs vni link table remote="${peer_ip[$1]}"
+  [[ "${tunnel_remote[${zone}]:-}" != "${remote}" ]] || return 0
+  read -r mine theirs vni link table < <(tunnel_of "${zone}")
+  ip link del "${link}" 2>/dev/null || true
+  ip link add "${link}" type vxlan id "${vni}" remote "${remote}" local "$(own_ip)" dev "${ifname}" dstport "${VXLAN_PORT}"
+  ip addr add "${mine}/31" dev "${link}"
+  sysctl -q -w "net.ipv4.conf.${link}.rp_filter=2" # replies from the internet arrive through the tunnel
+  ip link set "${link}" up
+  ip route replace default via "${theirs}" dev "${link}" table "${table}"
+  ip rule del from "${mine}" lookup "${table}" 2>/dev/null || true
+  ip rule add from "${mine}" lookup "${table}" priority "${table}"
+  tunnel_remote["${zone}"]="${remote}" tunnel_addr["${zone}"]="${mine}"
+  answered["${zone}"]=0
+  log "tunnel ${link} vni=${vni} ${mine} -> ${theirs} via ${remote} (zone ${zone})"
+}
+
+# This instance's primary private address.
+own_ip() {
+  ip -o -4 addr show dev "${ifname}" | awk '{ sub(/\/.*/, "", $4); print $4; exit }'
+}
+
+# One TCP connect to the probe target through each zone served by its own NAT, all in one curl
+# process (one transfer per tunnel, in parallel): "zone ok|miss" per line. A probe connected when
+# curl reports a connect time, whatever the answer (EC2's endpoint may refuse plain HTTP).
+probe_round() {
+  local zone output seconds
+  local -a args=() probed=()
+  local -A connect=()
+  for zone in "${peers_sorted[@]}"; do
+    [[ "${peer_owner[${zone}]:-}" == own && -n "${tunnel_addr[${zone}]:-}" ]] || continue
+    ((${#args[@]} == 0)) || args+=(--next)
+    args+=(--silent --output /dev/null --interface "${tunnel_addr[${zone}]}" --connect-timeout "${PROBE_TIMEOUT}"
+      --max-time "${PROBE_TIMEOUT}" --write-out "${zone} %{time_connect}\n" "http://${NAT_PROBE_TARGET}/")
+    probed+=("${zone}")
+  done
+  ((${#probed[@]} > 0)) || return 0
+  output="$(curl --parallel --parallel-immediate "${args[@]}" 2>/dev/null)" || true
+  while read -r zone seconds; do
+    [[ -z "${zone}" ]] || connect["${zone}"]="${seconds}"
+  done <<<"${output}"
+  for zone in "${probed[@]}"; do
+    seconds="${connect[${zone}]:-0}"
+    if [[ "${seconds}" =~ ^[0-9.]+$ && "${seconds}" =~ [1-9] ]]; then
+      echo "${zone} ok"
+    else
+      echo "${zone} miss"
+    fi
+  done
+}
+
+# What the API says of zone $1's NAT: "dead <why>", "healthy", or "unknown" (no answer).
+confirm_peer() {
+  local instance="${peer_instance[$1]:-}" answer error state instance_status system_status
+  if [[ -z "${instance}" ]]; then
+    echo "dead no-instance"
+    return 0
+  fi
+  if ! answer="$(aws_query ec2 DescribeInstanceStatus "InstanceId.1=${instance}" IncludeAllInstances=true 2>&1)"; then
+    if [[ "${answer}" == *InvalidInstanceID.NotFound* ]]; then
+      echo "dead gone"
+    else
+      echo "unknown"
+    fi
+    return 0
+  fi
+  state="$(first_match '<name>(pending|running|shutting-down|terminated|stopping|stopped)</name>' <<<"${answer}")"
+  instance_status="$(first_match '<instanceStatus>[[:space:]]*<status>([a-z-]+)</status>' <<<"${answer}")"
+  system_status="$(first_match '<systemStatus>[[:space:]]*<status>([a-z-]+)</status>' <<<"${answer}")"
+  if [[ -z "${state}" ]]; then
+    echo "dead gone"
+  elif [[ "${state}" != running && "${state}" != pending ]]; then
+    echo "dead ${state}"
+  elif [[ "${instance_status}" == impaired || "${system_status}" == impaired ]]; then
+    echo "dead impaired"
+  else
+    echo "healthy"
+  fi
+}
+
+# The zone that acts for dead zone $1: the next zone after it, in sorted order, whose own NAT this
+# watcher sees alive (itself included). Every survivor computes the same answer from the same view.
+successor_of() {
+  local dead="$1" count="${#zones_sorted[@]}" i zone
+  for ((i = 1; i < count; i++)); do
+    zone="${zones_sorted[$(((zone_index[${dead}] + i) % count))]}"
+    if [[ "${zone}" == "${NAT_ZONE}" ]]; then
+      printf '%s\n' "${zone}"
+      return 0
+    fi
+    if [[ "${peer_owner[${zone}]:-}" == own ]] && ((${misses[${zone}]:-0} < PROBE_MISSES)); then
+      printf '%s\n' "${zone}"
+      return 0
+    fi
+  done
+}
+
+# Logs a decision (with the misses so far) once while it stays the same.
+decide() {
+  local zone="$1"
+  shift
+  [[ "${last_decision[${zone}]:-}" != "$*" ]] || return 0
+  last_decision["${zone}"]="$*"
+  log "decision zone=${zone} misses=${misses[${zone}]} $*"
+}
+
+# Zone $1's NAT failed its probes again: confirm through the API, then act if this watcher is the one.
+judge_peer() {
+  local zone="$1" verdict rule successor now="${EPOCHSECONDS}"
+  misses["${zone}"]=$((${misses[${zone}]:-0} + 1))
+  if ((misses[${zone}] == 1)); then
+    miss_since["${zone}"]="${now}"
+  fi
+  ((misses[${zone}] >= PROBE_MISSES)) || return 0
+  verdict="$(confirm_peer "${zone}")"
+  case "${verdict}" in
+    dead*) rule="peer-dead" ;;
+    healthy)
+      # Only a NAT that forwarded our probes before can have stopped: one that never did may just
+      # not have its tunnel end yet (its watcher starts after its boot), or this end may be wrong.
+      if ((${answered[${zone}]:-0} == 0)); then
+        decide "${zone}" "api=healthy, never answered through this NAT: peer-not-forwarding does not apply"
+        return 0
+      fi
+      if ((now - miss_since[${zone}] < NOT_FORWARDING_HOLD)); then
+        decide "${zone}" "api=healthy: holding ${NOT_FORWARDING_HOLD} s before peer-not-forwarding"
+        return 0
+      fi
+      if ((now < ${holddown_until[${zone}]:-0})); then
+        decide "${zone}" "api=healthy: peer-not-forwarding held down after a give-back"
+        return 0
+      fi
+      rule="peer-not-forwarding"
+      ;;
+    *)
+      decide "${zone}" "api=no-answer: not acting"
+      return 0
+      ;;
+  esac
+  successor="$(successor_of "${zone}")"
+  if [[ "${successor}" != "${NAT_ZONE}" ]]; then
+    decide "${zone}" "rule=${rule} (${verdict}): zone ${successor:-none} acts, not this one"
+    peers_read_at=0 # read who serves the zone next round: the successor's takeover shows there
+    return 0
+  fi
+  decide "${zone}" "rule=${rule} (${verdict}): taking over"
+  take_over "${zone}" "${rule}" "${verdict}"
+}
+
+# Points the dead zone's tables that still target its NAT here, then has its group replace it now
+# (a terminated instance is being replaced already: nothing to mark).
+take_over() {
+  local zone="$1" rule="$2" verdict="$3" dead_eni="${peer_eni[$1]}" table eni
+  local -a tables=() failed=() all=()
+  IFS=, read -r -a all <<<"${zone_tables[${zone}]}"
+  while read -r table eni; do
+    if [[ "${eni}" == "${dead_eni}" ]]; then
+      tables+=("${table}")
+    fi
+  done < <(route_targets "${all[@]}")
+  if ((${#tables[@]} == 0)); then
+    log "takeover zone=${zone} rule=${rule} skipped: its routes no longer target ${dead_eni}"
+    refresh_peers
+    return 0
+  fi
+  mapfile -t failed < <(point_route_tables "${tables[@]}")
+  log "takeover zone=${zone} rule=${rule} tables=${tables[*]} from=${dead_eni} to=${eni_id} failed=${failed[*]:-none}"
+  if [[ "${verdict}" == "dead terminated" || "${verdict}" == "dead shutting-down" || "${verdict}" == "dead gone" ]]; then
+    log "${peer_instance[${zone}]:-the peer} is ${verdict#dead }: its group replaces it already"
+  elif aws_query autoscaling SetInstanceHealth "InstanceId=${peer_instance[${zone}]}" HealthStatus=Unhealthy \
+    ShouldRespectGracePeriod=false >/dev/null 2>&1; then
+    log "marked ${peer_instance[${zone}]} unhealthy: its group replaces it now"
+  else
+    log "could not mark ${peer_instance[${zone}]} unhealthy (already gone?)"
+  fi
+  note_owner "${zone}" me "${eni_id}"
+  metrics_route_event "takeover of ${zone}"
+}
+
+# A survivor that took this zone over just as this instance booted (its check of the routes and
+# this boot's route step crossed) keeps the zone: the watcher of a NAT that took its routes in the
+# last RECLAIM_WINDOW seconds takes back the tables another zone's NAT holds. Only then: an older NAT
+# whose zone was taken over may be the hung one.
+reclaim_own_zone() {
+  local table eni az _ip _instance age
+  local -a own=() taken=()
+  local -A eni_zone=()
+  [[ -e "${SERVED_MARKER}" ]] || return 0
+  age=$((EPOCHSECONDS - $(stat -c %Y "${SERVED_MARKER}")))
+  ((age <= RECLAIM_WINDOW)) || return 0
+  read -r -a own <<<"${NAT_ROUTE_TABLE_IDS}"
+  local -A target=()
+  while read -r table eni; do
+    [[ "${eni}" == "${eni_id}" ]] || target["${table}"]="${eni}"
+  done < <(route_targets "${own[@]}")
+  ((${#target[@]} > 0)) || return 0
+  while read -r eni az _ip _instance; do
+    eni_zone["${eni}"]="${az}"
+  done < <(describe_enis "${target[@]}")
+  for table in "${!target[@]}"; do
+    az="${eni_zone[${target[${table}]}]:-}"
+    if [[ -n "${az}" && "${az}" != "${NAT_ZONE}" ]]; then
+      taken+=("${table}")
+    fi
+  done
+  ((${#taken[@]} > 0)) || return 0
+  point_route_tables "${taken[@]}" >/dev/null
+  log "reclaim zone=${NAT_ZONE} tables=${taken[*]} from another zone's NAT (booted ${age} s ago)"
+}
+
+# A crash of the watcher is logged; systemd starts it again a second later.
+on_watch_error() {
+  local status=$?
+  trap - ERR
+  if ((BASH_SUBSHELL > 0)); then
+    exit "${status}"
+  fi
+  log "watcher error line=$1 status=${status}: exiting (systemd restarts it)"
+  exit "${status}"
+}
+
+# Sleeps what is left of the probe interval started at $1 (EPOCHREALTIME).
+sleep_rest_of_interval() {
+  local start_us="${1/[.,]/}" now_us="${EPOCHREALTIME/[.,]/}" left_ms
+  left_ms=$((PROBE_INTERVAL * 1000 - (now_us - start_us) / 1000))
+  ((left_ms > 0)) || return 0
+  sleep "$((left_ms / 1000)).$(printf '%03d' "$((left_ms % 1000))")"
+}
+
+# One round: probe, judge the misses, read who serves what when due.
+watch_round() {
+  local zone result
+  local -a results
+  mapfile -t results < <(probe_round)
+  for result in "${results[@]}"; do
+    zone="${result% *}"
+    if [[ "${result}" == *" ok" ]]; then
+      if ((${misses[${zone}]:-0} > 0 || ${answered[${zone}]:-0} == 0)); then
+        log "probes zone=${zone} answer (after ${misses[${zone}]:-0} misses)"
+      fi
+      answered["${zone}"]=1
+      misses["${zone}"]=0
+      last_decision["${zone}"]=""
+    elif ((${misses[${zone}]:-0} == 0)) && ((EPOCHSECONDS - peers_read_at > 0)); then
+      refresh_peers # first miss: maybe the zone has a new NAT (or is served by another)
+      [[ "${peer_owner[${zone}]}" != own ]] || judge_peer "${zone}"
+    else
+      judge_peer "${zone}"
+    fi
+  done
+  if ((EPOCHSECONDS - peers_read_at >= PEER_REFRESH_INTERVAL)); then
+    refresh_peers
+  fi
+  if ((EPOCHSECONDS - credentials_read_at >= CREDENTIALS_REFRESH_INTERVAL)) && [[ -z "${AWS_ACCESS_KEY_ID:-}" ]]; then
+    api_key_id=""
+    load_credentials >/dev/null && credentials_read_at="${EPOCHSECONDS}"
+  fi
+}
+
+# The watcher: probes each other zone's NAT through itself every PROBE_INTERVAL and takes a dead or
+# hung zone's routes over (README, "Seconds-level failover"). Runs until stopped.
+watch_main() {
+  local started
+  setup_logging "${WATCH_LOG_FILE}"
+  trap 'on_watch_error ${LINENO}' ERR
+  current_step="watch"
+  check_config
+  if [[ "${NAT_TAKEOVER}" != peers ]]; then
+    log "takeover off: nothing to watch"
+    return 0
+  fi
+  parse_peers
+  read_identity
+  credentials_read_at="${EPOCHSECONDS}"
+  refresh_peers
+  reclaim_own_zone
+  log "watching ${peers_sorted[*]} every ${PROBE_INTERVAL} s through ${NAT_PROBE_TARGET}"
+  while true; do
+    started="${EPOCHREALTIME}"
+    watch_round
+    sleep_rest_of_interval "${started}"
+  done
+}
+
 # First boot (user data, no argument): prepare, then serve unless going into a warm pool.
 # Later start (the unit, "start"): load the persisted settings, then serve if Auto Scaling puts this
 # instance in service and the routes are not already here.
@@ -873,6 +1395,10 @@ main() {
   if [[ "${mode}" == "metrics" ]]; then
     read_identity >/dev/null
     metrics_loop "${2:-0}"
+    return 0
+  fi
+  if [[ "${mode}" == watch ]]; then
+    watch_main
     return 0
   fi
   setup_logging
@@ -899,6 +1425,7 @@ main() {
   fi
   if [[ "${mode}" == "start" && -e "${SERVED_MARKER}" ]] && routes_point_here; then
     log "routes already point at ${eni_id}: serving since before this start"
+    [[ "${NAT_TAKEOVER}" != peers ]] || step watcher start_watcher
     return 0
   fi
   step source-dest-check disable_source_dest_check
@@ -907,6 +1434,7 @@ main() {
   remember_serving
   metrics_route_event boot
   step lifecycle complete_launch
+  [[ "${NAT_TAKEOVER}" != peers ]] || step watcher start_watcher
   step facts record_facts
   current_step="ready"
   [[ -z "${NAT_METRICS_NAMESPACE}" ]] || systemctl start --no-block "$(basename "${METRICS_UNIT_FILE}")" || true

@@ -104,6 +104,9 @@ module "nat" {
   name       = var.name
   vpc_id     = aws_vpc.this.id
   elastic_ip = "create"
+  # The NATs watch each other: a zone whose NAT dies egresses through another zone's within
+  # seconds, until its replacement has booted (the default, stated here because it is the point).
+  takeover = "peers"
 
   # Route table IDs are unknown until apply; the keys ("private") are not.
   zones = {

@@ -11,6 +11,8 @@ Use it with moto only (:class:`natlab.cloud.backend.MotoBackend`); real AWS does
 What is modelled (AWS figures are the defaults of :class:`AwsDelays`):
 
 - a stopped/stopping instance: the ASG EC2 health check marks it Unhealthy, then replaces it;
+- an instance marked Unhealthy through SetInstanceHealth (a peer NAT's takeover): replaced the same way,
+  ``unhealthy_to_terminate`` after the controller sees the mark, grace period ignored;
 - a replacement follows the group's instance maintenance policy: with a max healthy percentage of
   200 % or more the group launches the new instance first and terminates the unhealthy one only
   once the new one is InService (as AWS does within the max healthy percentage; emulated by
@@ -276,6 +278,10 @@ class AsgHealthController(Resource):
                 if member["LifecycleState"] == "Pending:Wait":
                     self._check_lifecycle_timeout(group, instance_id, tracked, now)
                     continue
+                if member.get("HealthStatus") == "Unhealthy":
+                    # Marked by someone else (a peer NAT's takeover, with ShouldRespectGracePeriod=false).
+                    self._mark_unhealthy_then_terminate(instance_id, tracked, now, marked=True)
+                    continue
                 if now - tracked.first_seen < grace:
                     continue
                 self._check_stopped(instance_id, states.get(instance_id), tracked, now)
@@ -371,9 +377,14 @@ class AsgHealthController(Resource):
         self._emit(TERMINATE, instance_id)
         self._call("ec2", "terminate_instances", InstanceIds=[instance_id])
 
-    def _mark_unhealthy_then_terminate(self, instance_id: str, tracked: _Tracked, now: float) -> None:
+    def _mark_unhealthy_then_terminate(
+        self, instance_id: str, tracked: _Tracked, now: float, *, marked: bool = False
+    ) -> None:
         if tracked.unhealthy_at is None:
             tracked.unhealthy_at = now
+            if marked:
+                self._emit(UNHEALTHY, instance_id)
+                return
             self._call(
                 "autoscaling",
                 "set_instance_health",

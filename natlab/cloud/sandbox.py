@@ -62,6 +62,7 @@ SHIMS_DIR = Path(__file__).resolve().parent / "shims"
 RELAY_PORT = 4566
 PRIMARY_IFNAME = "ens5"
 DEFAULT_LOG_FILE = "/var/log/nat-instance-boot.log"
+WATCH_LOG_FILE = "/var/log/nat-instance-watch.log"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -381,6 +382,7 @@ class InstanceSandbox(Resource):
             f"exit={self.exit_code}, dir={self.dir})\n"
             f"-- console (tail)\n{self.console_log()[-4000:]}\n"
             f"-- boot log\n{self.boot_log()}\n"
+            f"-- takeover watcher log (tail)\n{_read(self.overlays.host_path(WATCH_LOG_FILE))[-4000:]}\n"
             f"-- shim calls\n" + "\n".join(self.shim_calls()) + "\n"
             f"-- reproduce\n{self.repro_command()}\n"
         )

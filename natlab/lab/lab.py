@@ -244,6 +244,20 @@ class Lab(Resource):
             self._next_boot_dnf = None
 
     @contextlib.contextmanager
+    def modelled_boot_delay(self, seconds: float) -> Iterator[None]:
+        """Instances launched inside the block boot ``seconds`` after launch (``--boot-delay`` outside)."""
+        if self.fleet is None:
+            yield
+            return
+        kwargs = self.fleet.sandbox_kwargs
+        before = kwargs.get("boot_delay", 0.0)
+        kwargs["boot_delay"] = seconds
+        try:
+            yield
+        finally:
+            kwargs["boot_delay"] = before
+
+    @contextlib.contextmanager
     def watching_closely(self) -> Iterator[None]:
         """The router follows the emulator's routes every ``ROUTE_SYNC_INTERVAL`` during the block.
 

@@ -9,7 +9,7 @@ differently from Terraform.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jinja2
@@ -17,6 +17,8 @@ import jinja2
 USERDATA_DIR = Path(__file__).resolve().parents[2] / "userdata"
 TEMPLATE_PATH = USERDATA_DIR / "user-data.sh.tftpl"
 BOOT_SCRIPT_PATH = USERDATA_DIR / "nat-boot.sh"
+
+TAKEOVER_MODES = ("peers", "off")
 
 _ENVIRONMENT = jinja2.Environment(
     variable_start_string="${",
@@ -42,8 +44,20 @@ def template_vars(
     lifecycle_hook_name: str | None = None,
     notification_topic_arn: str | None = None,
     metrics_namespace: str | None = None,
+    takeover: str = "off",
+    peers: Mapping[str, tuple[str, Sequence[str]]] | None = None,
+    probe_target: str = "",
 ) -> dict[str, str]:
-    """The template's variables, shaped as the module's `local.user_data_vars` shapes them."""
+    """The template's variables, shaped as the module's `local.user_data_vars` shapes them.
+
+    ``peers``: every zone of the deployment (this one too) -> (its group name, its route table ids),
+    for ``takeover="peers"``; with fewer than two zones takeover is off, as in the module.
+    """
+    if takeover not in TAKEOVER_MODES:
+        raise ValueError(f"takeover: must be one of {', '.join(TAKEOVER_MODES)}, got {takeover!r}")
+    takeover_on = takeover == "peers" and len(peers or {}) > 1
+    if takeover_on and not probe_target:
+        raise ValueError("probe_target: host:port required when takeover is on")
     if not route_table_ids:
         raise ValueError("route_table_ids: at least one private route table is required")
     if not served_cidrs:
@@ -58,8 +72,16 @@ def template_vars(
         "lifecycle_hook_name": lifecycle_hook_name or "",
         "notification_topic_arn": notification_topic_arn or "",
         "metrics_namespace": metrics_namespace or "",
+        "takeover": "peers" if takeover_on else "off",
+        "peers": peers_config(peers or {}) if takeover_on else "",
+        "probe_target": probe_target if takeover_on else "",
         "boot_script": BOOT_SCRIPT_PATH.read_text(),
     }
+
+
+def peers_config(peers: Mapping[str, tuple[str, Sequence[str]]]) -> str:
+    """``zone:group:rtb,rtb`` per zone, sorted by zone, as the module's ``local.takeover_peers``."""
+    return " ".join(f"{zone}:{peers[zone][0]}:{','.join(peers[zone][1])}" for zone in sorted(peers))
 
 
 def render(**config: object) -> str:

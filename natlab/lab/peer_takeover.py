@@ -1,0 +1,148 @@
+"""Watching the NATs' takeover watchers in a lab: their logs, who covers a zone, the outage, their cost.
+
+The scenarios (``harness/test_takeover.py``) and the benchmark (``bench/takeover_outage.py``) use
+these. The watcher is the boot script in ``watch`` mode (``nat-instance-watch.service``): its log is
+``/var/log/nat-instance-watch.log`` in the instance's overlay.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from natlab.cloud.probes import UdpStream
+from natlab.cloud.sandbox import WATCH_LOG_FILE, InstanceSandbox
+from natlab.lab.lab import Lab
+from natlab.waiting import wait_until
+
+WATCH_COMMAND = ("/usr/local/sbin/nat-instance", "watch")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def watch_log(box: InstanceSandbox) -> str:
+    """The watcher's log so far (empty before it started)."""
+    path = box.overlays.host_path(WATCH_LOG_FILE)
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def wait_for_watchers(lab: Lab, timeout: float = 60.0) -> None:
+    """Until every NAT's probes through every other zone's NAT answer: the steady state a fault meets.
+
+    The last line a watcher logged about each other zone must be ``probes zone=<zone> answer``.
+    """
+
+    def answering(zone: str, box: InstanceSandbox) -> bool:
+        lines = watch_log(box).splitlines()
+        for other in lab.zones:
+            if other == zone:
+                continue
+            about = [line for line in lines if f"zone={other} " in line or f"(zone {other})" in line]
+            if not about or f"probes zone={other} answer" not in about[-1]:
+                return False
+        return True
+
+    for zone in lab.zones:
+        box = lab.sandbox(lab.current_nat(zone))
+        assert box is not None, f"{zone}: no sandbox for its NAT"
+        wait_until(lambda zone=zone, box=box: answering(zone, box) or None, what=f"probes of {zone}", timeout=timeout)
+
+
+def covering_zone(lab: Lab, zone: str, survivor_enis: dict[str, str]) -> str | None:
+    """The surviving zone whose NAT every route of ``zone`` targets now, if any."""
+    targets = set(lab.route_targets(zone).values())
+    return next((other for other, eni in survivor_enis.items() if targets == {eni}), None)
+
+
+def takeover_lines(lab: Lab, instances: dict[str, str], zone: str) -> dict[str, list[str]]:
+    """Per zone (of ``instances``: zone -> its NAT): its watcher's takeover lines for ``zone``."""
+    lines = {}
+    for other, instance in instances.items():
+        box = lab.sandbox(instance)
+        assert box is not None, f"{other}: no sandbox for {instance}"
+        lines[other] = [line for line in watch_log(box).splitlines() if f"takeover zone={zone} " in line]
+    return lines
+
+
+@dataclass(frozen=True)
+class Outage:
+    seconds: float
+    end: float
+    """Monotonic time of the first echo after the outage."""
+    lost: int
+
+
+def outage_until(stream: UdpStream, fault_at: float, covered_at: float) -> Outage:
+    """The outage the fault caused: from the first datagram lost after ``fault_at`` to the first echo
+    after the last gap that began before ``covered_at`` (when the routes were seen on the survivor),
+    so a path that flickers counts as one outage, not its pieces."""
+    gaps = [g for g in stream.result.gaps() if fault_at - 0.05 <= g.start < covered_at and g.end != float("inf")]
+    if not gaps:
+        raise AssertionError("no datagram was lost between the fault and the takeover: did the NAT fail?")
+    end = max(g.end for g in gaps)
+    return Outage(end - gaps[0].start, end, sum(g.lost for g in gaps))
+
+
+@dataclass(frozen=True)
+class WatcherCost:
+    cpu_seconds: float
+    """CPU of the watcher and its children (probes, API calls) over ``seconds``."""
+    seconds: float
+    pss_kib: int
+    """Proportional set size of the watcher's long-lived processes (itself, its log's tee) at the end."""
+
+    @property
+    def cpu_share(self) -> float:
+        return self.cpu_seconds / self.seconds
+
+
+def _stat_cpu_ticks(pid: int) -> int:
+    """utime + stime + cutime + cstime (reaped children included) of ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15])
+
+
+def _pss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def watcher_pids(box: InstanceSandbox) -> list[int]:
+    """The watcher (``nat-instance watch`` under the unit's supervisor) and its long-lived children."""
+    assert box.ns is not None
+    found = []
+    for pid in box.ns.pids():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent_argv = Path(f"/proc/{parent}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        words = tuple(a.decode(errors="replace") for a in argv)
+        if words[-2:] == WATCH_COMMAND and b"supervisor" in parent_argv:
+            found.append(pid)
+    children = []
+    for pid in box.ns.pids():
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+        if parent in found and Path(f"/proc/{pid}/comm").read_text().strip() == "tee":
+            children.append(pid)
+    return found + children
+
+
+def watcher_cost(box: InstanceSandbox, seconds: float = 30.0) -> WatcherCost:
+    """CPU and memory of one NAT's watcher over ``seconds`` of steady state (read from /proc)."""
+    pids = watcher_pids(box)
+    if not pids:
+        raise AssertionError(f"no watcher process in {box.identity.instance_id}")
+    before = {pid: _stat_cpu_ticks(pid) for pid in pids}
+    started = time.monotonic()
+    time.sleep(seconds)  # the measurement window itself, not a wait for a condition
+    elapsed = time.monotonic() - started
+    ticks = sum(_stat_cpu_ticks(pid) - before[pid] for pid in pids)
+    return WatcherCost(ticks / CLOCK_TICKS, elapsed, sum(_pss_kib(pid) for pid in pids))
