@@ -194,6 +194,15 @@ def test_environment_is_built_from_scratch(
     assert set(env) - {"PWD", "OLDPWD", "SHLVL", "_"} == set(box.environment())
 
 
+def test_what_an_instance_writes_under_run_stays_in_its_own_dir(moto_port: int, identity: InstanceIdentity) -> None:
+    marker = f"natlab-run-{identity.instance_id}"
+    user_data = f"#!/usr/bin/env bash\nmkdir -p /run/{marker}\necho covered >/run/{marker}/state\n".encode()
+    with InstanceSandbox(identity, user_data, moto_port, keep=False) as box:
+        assert box.wait(timeout=10) == 0, box.describe()
+        assert box.overlays.changes("/run") == {f"{marker}/state": "covered\n"}
+    assert not Path(f"/run/{marker}").exists(), "the instance wrote to the host's /run"
+
+
 def test_broken_user_data_exits_non_zero_and_its_step_shows_the_error(
     moto_port: int, identity: InstanceIdentity
 ) -> None:

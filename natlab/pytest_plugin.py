@@ -20,6 +20,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -249,6 +250,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         kept.unlink()
 
 
+#: What the boot script and its units write on an instance: none of it may appear on the host.
+HOST_PATHS_INSTANCES_WRITE = (
+    "/etc/nat-instance",
+    "/var/lib/nat-instance",
+    "/var/log/nat-instance-boot.log",
+    "/var/log/nat-instance-watch.log",
+    "/run/nat-instance",
+    "/usr/local/sbin/nat-instance",
+)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # An interrupted run must not leave namespaces, veths or processes behind either.
     settings = session.config.stash.get(SETTINGS, None)
@@ -258,6 +270,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     removed = cleanup_all(f"{PREFIX}{RUN_ID}-") + cleanup_stale()
     if removed:
         logger.warning("natlab: removed leftover namespaces %s", removed)
+    if not hasattr(session.config, "workerinput"):
+        touched = [path for path in HOST_PATHS_INSTANCES_WRITE if Path(path).exists()]
+        if touched:
+            # An instance's writes belong in its own dir (natlab/cloud/overlay.py); these reached the host.
+            session.config.get_terminal_writer().line(f"natlab: the host was written to: {' '.join(touched)}", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 # --- emulators for the unit-level tests of the harness's own parts ------------------------------

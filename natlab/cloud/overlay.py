@@ -1,4 +1,4 @@
-"""The instance's private ``/etc``, ``/var/log``, ``/var/lib``, ``/usr/local/sbin``: overlays writing to its own dir.
+"""The instance's private ``/etc``, ``/var/log``, ``/var/lib``, ``/run``, ``/usr/local/sbin``: overlays on its own dir.
 
 The boot wrapper mounts, in the instance's private mount namespace, an overlay on each of
 ``OVERLAID`` with the host's directory as the lower layer and ``<instance dir>/upper/<dir>`` as the
@@ -21,7 +21,8 @@ import stat
 from pathlib import Path
 
 #: /usr/local/sbin: where the boot script keeps itself for later starts (its systemd unit runs it).
-OVERLAID = ("/etc", "/var/log", "/var/lib", "/usr/local/sbin")
+#: /run: a real instance's own tmpfs (the watcher keeps the zones it covers there).
+OVERLAID = ("/etc", "/var/log", "/var/lib", "/run", "/usr/local/sbin")
 #: Where the boot script writes below the top level: rootless, these need ``mirror_directories``.
 MIRRORED = ("/etc", "/var/log")
 

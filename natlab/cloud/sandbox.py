@@ -224,6 +224,8 @@ class InstanceSandbox(Resource):
 
     def start(self) -> InstanceSandbox:
         """Boot: namespace, ``ens5``, IMDS, relay, then the user data in the background."""
+        # /run is a tmpfs on a real instance: a start (after a stop or a reboot) finds it empty.
+        shutil.rmtree(self.overlays.upper("/run"), ignore_errors=True)
         wrapper = self._write_files()
         self.ns = Namespace(self.identity.instance_id).open()
         self._attach_primary(self.ns)
