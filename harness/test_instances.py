@@ -199,7 +199,8 @@ def test_what_an_instance_writes_under_run_stays_in_its_own_dir(moto_port: int, 
     user_data = f"#!/usr/bin/env bash\nmkdir -p /run/{marker}\necho covered >/run/{marker}/state\n".encode()
     with InstanceSandbox(identity, user_data, moto_port, keep=False) as box:
         assert box.wait(timeout=10) == 0, box.describe()
-        assert box.overlays.changes("/run") == {f"{marker}/state": "covered\n"}
+        if "/run" in box.overlays.mountpoints:  # else a rootless run: /run is its private tmpfs
+            assert box.overlays.changes("/run") == {f"{marker}/state": "covered\n"}
     assert not Path(f"/run/{marker}").exists(), "the instance wrote to the host's /run"
 
 

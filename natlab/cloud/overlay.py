@@ -21,8 +21,11 @@ import stat
 from pathlib import Path
 
 #: /usr/local/sbin: where the boot script keeps itself for later starts (its systemd unit runs it).
-#: /run: a real instance's own tmpfs (the watcher keeps the zones it covers there).
-OVERLAID = ("/etc", "/var/log", "/var/lib", "/run", "/usr/local/sbin")
+OVERLAID = ("/etc", "/var/log", "/var/lib", "/usr/local/sbin")
+#: A real instance's own tmpfs (the takeover watcher keeps the zones it covers there). Mounted last:
+#: the other overlays' dirs may live below it. Not when the instance dir itself is below /run: that
+#: is a rootless run (scripts/rootless.sh), whose /run is already a private tmpfs, not the host's.
+RUN = "/run"
 #: Where the boot script writes below the top level: rootless, these need ``mirror_directories``.
 MIRRORED = ("/etc", "/var/log")
 
@@ -32,7 +35,8 @@ class Overlays:
 
     def __init__(self, root: Path, extra: tuple[str, ...] = ()) -> None:
         self.root = root
-        self.mountpoints = OVERLAID + tuple(m for m in extra if m not in OVERLAID)
+        own_run = () if str(root).startswith(RUN + "/") else (RUN,)
+        self.mountpoints = OVERLAID + tuple(m for m in extra if m not in OVERLAID) + own_run
 
     def upper(self, mountpoint: str) -> Path:
         """The upper dir standing for ``mountpoint`` (one of ``mountpoints``)."""
