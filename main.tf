@@ -54,6 +54,15 @@ locals {
       boot_script            = file("${path.module}/userdata/nat-boot.sh")
     }
   }
+
+  # What each zone's instances boot: the rendering without its whole-line comments (never a "#!"
+  # line), sent gzip-compressed: EC2 takes 16 KB of user data at most, and the commented script
+  # alone is several times that (natlab/module/user_data_payload.py applies the same rule).
+  user_data_text = {
+    for zone, vars in local.user_data_vars : zone => replace(
+      templatefile("${path.module}/userdata/user-data.sh.tftpl", vars), "/(?m)^[ \\t]*#([^!\\n].*)?\\n/", ""
+    )
+  }
 }
 
 data "aws_partition" "current" {}
@@ -404,7 +413,7 @@ resource "aws_launch_template" "this" {
   instance_type          = var.instance_type
   key_name               = var.key_name
   update_default_version = true
-  user_data              = base64encode(templatefile("${path.module}/userdata/user-data.sh.tftpl", local.user_data_vars[each.key]))
+  user_data              = base64gzip(local.user_data_text[each.key])
 
   block_device_mappings {
     device_name = data.aws_ami.this.root_device_name
@@ -466,6 +475,12 @@ resource "aws_launch_template" "this" {
     precondition {
       condition     = var.root_volume_size == null || local.ami_root_volume_size == null ? true : var.root_volume_size >= local.ami_root_volume_size
       error_message = "root_volume_size (${coalesce(var.root_volume_size, 0)} GiB) must be at least the size of the AMI's root snapshot (${coalesce(local.ami_root_volume_size, 0)} GiB)."
+    }
+
+    precondition {
+      # 21848 characters of base64 are EC2's 16384 bytes of user data.
+      condition     = length(base64gzip(local.user_data_text[each.key])) <= 21848
+      error_message = "The user data of ${each.key} is ${floor(length(base64gzip(local.user_data_text[each.key])) * 3 / 4)} bytes compressed, over EC2's limit of 16384: fewer route tables per zone or fewer zones."
     }
 
     precondition {

@@ -56,6 +56,12 @@ output "metrics_dashboard_name" {
   value       = one(aws_cloudwatch_dashboard.this[*].dashboard_name)
 }
 
+output "rendered_user_data" {
+  description = "The user data each zone's NAT instances boot, as text (the launch template holds it gzip-compressed), keyed by availability zone: what to read when reviewing a change. Sensitive only to keep it out of the apply log."
+  value       = local.user_data_text
+  sensitive   = true
+}
+
 output "lifecycle_hook_name" {
   description = "Name of the launch lifecycle hook the boot script completes; null when `launch_lifecycle_hook` is false."
   value       = local.lifecycle_hook_name

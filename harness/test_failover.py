@@ -22,6 +22,7 @@ from natlab.lab.failover import FAULTS, inject, run_failover
 from natlab.lab.failover_report import replacement_path
 from natlab.lab.lab import Lab
 from natlab.module import bootlog
+from natlab.module.user_data_payload import strip_comments
 from natlab.module.userdata import render
 from natlab.waiting import wait_until
 
@@ -95,7 +96,7 @@ def test_instance_ran_the_user_data_terraform_rendered_byte_for_byte(one_zone_la
         eip_allocation_id=zone.eip_allocation_id,
         lifecycle_hook_name=lab.outputs["lifecycle_hook_name"],
     )
-    assert box.original_user_data.decode() == expected
+    assert box.original_user_data.decode() == strip_comments(expected)
 
 
 @pytest.mark.parametrize("fault", FAULTS)

@@ -46,12 +46,12 @@ run "each_zone_has_a_status_check_alarm_that_only_notifies_and_watches_its_group
   }
 
   assert {
-    condition     = !strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "status-check") && !strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "NAT_ALARM_NAME")
+    condition     = !strcontains(output.rendered_user_data["eu-west-1b"], "status-check") && !strcontains(output.rendered_user_data["eu-west-1b"], "NAT_ALARM_NAME")
     error_message = "The boot script must not be told any alarm: nothing on the instance touches the alarm."
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "NAT_NOTIFICATION_TOPIC_ARN=''")
+    condition     = strcontains(output.rendered_user_data["eu-west-1b"], "NAT_NOTIFICATION_TOPIC_ARN=''")
     error_message = "Without a topic, the boot script must be told there is none (empty string)."
   }
 }
@@ -71,7 +71,7 @@ run "each_group_waits_for_its_boot_script" {
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "'egress-launch'")
+    condition     = strcontains(output.rendered_user_data["eu-west-1a"], "'egress-launch'")
     error_message = "The boot script must be told the hook name."
   }
 }
@@ -97,7 +97,7 @@ run "topic_receives_alarms_and_group_notifications" {
   }
 
   assert {
-    condition     = alltrue([for zone in ["eu-west-1a", "eu-west-1b"] : strcontains(base64decode(aws_launch_template.this[zone].user_data), "NAT_NOTIFICATION_TOPIC_ARN='arn:aws:sns:eu-west-1:123456789012:nat-events'")])
+    condition     = alltrue([for zone in ["eu-west-1a", "eu-west-1b"] : strcontains(output.rendered_user_data[zone], "NAT_NOTIFICATION_TOPIC_ARN='arn:aws:sns:eu-west-1:123456789012:nat-events'")])
     error_message = "The boot script of every zone must be told the topic, to report route tables it could not take over."
   }
 
@@ -143,7 +143,7 @@ run "alarm_and_hook_can_be_turned_off" {
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "NAT_LIFECYCLE_HOOK_NAME=''")
+    condition     = strcontains(output.rendered_user_data["eu-west-1a"], "NAT_LIFECYCLE_HOOK_NAME=''")
     error_message = "The boot script must be told there is no hook (empty string)."
   }
 }

@@ -179,13 +179,23 @@ run "renders_the_configuration_into_the_user_data" {
   assert {
     condition = alltrue([
       for fragment in ["NAT_ZONE='eu-west-1a'", "NAT_ASG_NAME='egress-eu-west-1a'", "NAT_ROUTE_TABLE_IDS='rtb-0a000001 rtb-0a000002'", "NAT_ROUTE_DESTINATION='0.0.0.0/0'", "NAT_LIFECYCLE_HOOK_NAME='egress-launch'", "NAT_NOTIFICATION_TOPIC_ARN='arn:aws:sns:eu-west-1:123456789012:nat-events'"] :
-      strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), fragment)
+      strcontains(output.rendered_user_data["eu-west-1a"], fragment)
     ])
     error_message = "The user data must carry the zone, group, route tables, destination, hook name and notification topic."
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), file("${path.module}/userdata/nat-boot.sh"))
-    error_message = "The user data must include userdata/nat-boot.sh unchanged."
+    condition     = strcontains(output.rendered_user_data["eu-west-1a"], replace(file("${path.module}/userdata/nat-boot.sh"), "/(?m)^[ \\t]*#([^!\\n].*)?\\n/", ""))
+    error_message = "The user data must include userdata/nat-boot.sh without its comment lines."
+  }
+
+  assert {
+    condition     = !strcontains(output.rendered_user_data["eu-west-1a"], "\n# ") && startswith(output.rendered_user_data["eu-west-1a"], "#!/usr/bin/env bash\n")
+    error_message = "The user data must carry no comment line, and keep its shebang."
+  }
+
+  assert {
+    condition     = startswith(aws_launch_template.this["eu-west-1a"].user_data, "H4sI") && length(aws_launch_template.this["eu-west-1a"].user_data) <= 21848
+    error_message = "The launch template must carry the user data gzip-compressed (base64 of 1f 8b 08), within EC2's 16384 bytes."
   }
 }

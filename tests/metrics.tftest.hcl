@@ -20,7 +20,7 @@ run "publishes_nothing_by_default" {
   }
 
   assert {
-    condition     = alltrue([for template in aws_launch_template.this : strcontains(base64decode(template.user_data), "NAT_METRICS_NAMESPACE=''")])
+    condition     = alltrue([for text in output.rendered_user_data : strcontains(text, "NAT_METRICS_NAMESPACE=''")])
     error_message = "Without metrics_namespace the user data must configure no metrics."
   }
 
@@ -49,7 +49,7 @@ run "publishes_to_its_namespace_only" {
   }
 
   assert {
-    condition     = alltrue([for template in aws_launch_template.this : strcontains(base64decode(template.user_data), "NAT_METRICS_NAMESPACE='Egress/NAT'")])
+    condition     = alltrue([for text in output.rendered_user_data : strcontains(text, "NAT_METRICS_NAMESPACE='Egress/NAT'")])
     error_message = "The user data must carry metrics_namespace."
   }
 

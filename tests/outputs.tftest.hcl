@@ -105,7 +105,7 @@ run "created_elastic_ips" {
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "'eipalloc-0a00000c'")
+    condition     = strcontains(output.rendered_user_data["eu-west-1a"], "'eipalloc-0a00000c'")
     error_message = "The boot script must be told its zone's allocation ID."
   }
 }

@@ -116,19 +116,19 @@ run "three_zones_route_each_table_through_its_own_zone" {
 
   assert {
     condition = strcontains(
-      base64decode(aws_launch_template.this["eu-west-1b"].user_data),
+      output.rendered_user_data["eu-west-1b"],
       "rtb-0b000001 rtb-0b000002"
     )
     error_message = "The user data of a zone must list that zone's route tables, space separated, in lexical order of their keys."
   }
 
   assert {
-    condition     = regex("NAT_ROUTE_TABLE_IDS='([^']*)'", base64decode(aws_launch_template.this["eu-west-1b"].user_data))[0] == "rtb-0b000001 rtb-0b000002"
+    condition     = regex("NAT_ROUTE_TABLE_IDS='([^']*)'", output.rendered_user_data["eu-west-1b"])[0] == "rtb-0b000001 rtb-0b000002"
     error_message = "The tables a zone's NAT points at itself at boot (NAT_ROUTE_TABLE_IDS) must be that zone's only; other zones' appear only in NAT_PEERS, for takeover."
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1b"].user_data), "NAT_PEERS='eu-west-1a:egress-eu-west-1a:rtb-0a000001,rtb-0a000002 eu-west-1b:egress-eu-west-1b:rtb-0b000001,rtb-0b000002 ")
+    condition     = strcontains(output.rendered_user_data["eu-west-1b"], "NAT_PEERS='eu-west-1a:egress-eu-west-1a:rtb-0a000001,rtb-0a000002 eu-west-1b:egress-eu-west-1b:rtb-0b000001,rtb-0b000002 ")
     error_message = "With takeover every zone's NAT knows every zone's group and tables, sorted by zone (NAT_PEERS)."
   }
 }
@@ -146,7 +146,7 @@ run "routes_a_custom_destination" {
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "192.0.2.0/24")
+    condition     = strcontains(output.rendered_user_data["eu-west-1a"], "192.0.2.0/24")
     error_message = "The boot script must be told route_destination_cidr."
   }
 }
@@ -170,7 +170,7 @@ run "serves_every_associated_vpc_cidr_by_default" {
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this["eu-west-1a"].user_data), "10.0.0.0/16 100.64.0.0/16")
+    condition     = strcontains(output.rendered_user_data["eu-west-1a"], "10.0.0.0/16 100.64.0.0/16")
     error_message = "The boot script must masquerade the VPC's CIDR blocks."
   }
 }

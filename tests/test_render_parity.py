@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from userdata_cases import cases
 
+from natlab.module.user_data_payload import strip_comments
 from natlab.module.userdata import render
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,10 +28,15 @@ def _hcl(value: object) -> str:
 
 
 def _parity_assert(case: str, zone: str, expected: Path) -> str:
-    user_data = f"base64decode(aws_launch_template.this[{_hcl(zone)}].user_data)"
+    text, carried = f"output.rendered_user_data[{_hcl(zone)}]", f"aws_launch_template.this[{_hcl(zone)}].user_data"
     return f"""  assert {{
-    condition     = {user_data} == file({_hcl(str(expected))})
-    error_message = "user data of {zone} differs from natlab.module.userdata.render() ({case})"
+    condition     = {text} == file({_hcl(str(expected))})
+    error_message = "user data of {zone} differs from strip_comments(natlab.module.userdata.render()) ({case})"
+  }}
+
+  assert {{
+    condition     = {carried} == base64gzip(file({_hcl(str(expected))}))
+    error_message = "the launch template of {zone} does not carry that user data gzip-compressed ({case})"
   }}"""
 
 
@@ -106,7 +112,7 @@ def test_terraform_and_jinja2_render_identical_user_data():
         for zone in zones:
             # All zones of a case share served CIDRs (a module-wide input).
             zone = {**zone, "served_cidrs": zones[0]["served_cidrs"]}
-            (expected_dir / f"{zone['zone']}.sh").write_text(render(**zone))
+            (expected_dir / f"{zone['zone']}.sh").write_text(strip_comments(render(**zone)))
         name = case.replace("+", "_")
         (PARITY_DIR / f"{name}.tftest.hcl").write_text(_test_file(case, zones, expected_dir))
     env = dict(os.environ)

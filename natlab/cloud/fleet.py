@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from natlab.module.user_data_payload import as_cloud_init_reads
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
@@ -83,7 +84,7 @@ def identity_from_backend(ec2: Any, instance: Mapping[str, Any], region: str) ->
 
 
 def user_data_from_backend(ec2: Any, instance: Mapping[str, Any]) -> bytes:
-    """The instance's user data (base64-decoded).
+    """The instance's user data as cloud-init runs it (base64-decoded, gzip-expanded).
 
     moto 5.2.5 returns the launch template's user data from DescribeInstanceAttribute(userData) for
     ASG-launched instances (checked). Should it ever come back empty, fall back to the launch
@@ -92,7 +93,7 @@ def user_data_from_backend(ec2: Any, instance: Mapping[str, Any]) -> bytes:
     attr = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
     value = attr.get("UserData", {}).get("Value")
     if value:
-        return base64.b64decode(value)
+        return as_cloud_init_reads(base64.b64decode(value))
     tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
     template = tags.get("aws:ec2launchtemplate:id")
     if not template:
@@ -101,7 +102,7 @@ def user_data_from_backend(ec2: Any, instance: Mapping[str, Any]) -> bytes:
         LaunchTemplateId=template, Versions=[tags.get("aws:ec2launchtemplate:version", "$Latest")]
     )
     data = versions["LaunchTemplateVersions"][0]["LaunchTemplateData"].get("UserData", "")
-    return base64.b64decode(data) if data else b""
+    return as_cloud_init_reads(base64.b64decode(data)) if data else b""
 
 
 class InstanceFleet(Resource):
