@@ -24,6 +24,7 @@ from natlab.lab.peer_takeover import (
     takeover_lines,
     wait_for_watchers,
     watch_log,
+    watch_logs_on_failure,
     watcher_pids,
 )
 from natlab.waiting import wait_until
@@ -40,22 +41,6 @@ REPLACEMENT_BOOT_DELAY = 30.0
 #: with room for a loaded 2-core machine. A wait bound, not the measured figure (bench/ has that).
 TAKEOVER_WAIT = 20.0
 pytestmark = pytest.mark.xdist_group("takeover_lab")
-
-
-@contextlib.contextmanager
-def watch_logs_on_failure(lab: Lab, instances: list[str]):
-    """A failure inside the block carries the watchers' logs and journals (what they saw and decided)."""
-    try:
-        yield
-    except (AssertionError, TimeoutError) as error:
-        logs = []
-        for instance in instances:
-            box = lab.sandbox(instance)
-            if box is not None:
-                journal = box.overlays.host_path("/var/log/nat-instance-watch.service.journal")
-                tail = journal.read_text(errors="replace")[-3000:] if journal.exists() else ""
-                logs.append(f"== {instance}\n{watch_log(box)[-6000:]}\n-- journal\n{tail}")
-        raise AssertionError(f"{error}\n" + "\n".join(logs)) from error
 
 
 def test_a_killed_watcher_is_started_again_by_its_unit(three_zone_lab: Lab):

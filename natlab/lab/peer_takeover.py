@@ -7,8 +7,10 @@ these. The watcher is the boot script in ``watch`` mode (``nat-instance-watch.se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,22 @@ def wait_for_watchers(lab: Lab, timeout: float = 60.0) -> None:
         box = lab.sandbox(lab.current_nat(zone))
         assert box is not None, f"{zone}: no sandbox for its NAT"
         wait_until(lambda zone=zone, box=box: answering(zone, box) or None, what=f"probes of {zone}", timeout=timeout)
+
+
+@contextlib.contextmanager
+def watch_logs_on_failure(lab: Lab, instances: list[str]) -> Iterator[None]:
+    """A failure inside the block carries the watchers' logs and journals (what they saw and decided)."""
+    try:
+        yield
+    except (AssertionError, TimeoutError) as error:
+        logs = []
+        for instance in instances:
+            box = lab.sandbox(instance)
+            if box is not None:
+                journal = box.overlays.host_path("/var/log/nat-instance-watch.service.journal")
+                tail = journal.read_text(errors="replace")[-3000:] if journal.exists() else ""
+                logs.append(f"== {instance}\n{watch_log(box)[-6000:]}\n-- journal\n{tail}")
+        raise AssertionError(f"{error}\n" + "\n".join(logs)) from error
 
 
 def covering_zone(lab: Lab, zone: str, survivor_enis: dict[str, str]) -> str | None:
