@@ -73,7 +73,9 @@ def test_killing_nat_a_and_moving_the_route_to_ready_nat_b(lab: CloudLab, reques
         gap.duration * 1e3,
         gap.lost,
     )
-    assert gap.start >= killed - 0.011, "nothing is lost before the kill"
+    # Datagrams sent in the last ~RTT before the kill may die with NAT A (their echoes had not come
+    # back through it); a loaded machine stretches that RTT, so 0.2 s, not a tighter figure.
+    assert gap.start >= killed - 0.2, "nothing is lost before the kill"
     assert gap.duration < 0.5, f"switch to a ready NAT took {gap.duration * 1e3:.0f} ms"
     assert hold.outcome == "reset", (
         f"an established TCP flow through A should be reset by B (no conntrack state); "

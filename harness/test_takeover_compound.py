@@ -161,6 +161,14 @@ def _stays_on_own_nats(lab: Lab, nats: dict[str, str], seconds: float) -> None:
         time.sleep(0.5)  # the window's sampling period, not a wait for a condition
 
 
+def moved_off(lab: Lab, zone: str, dead_eni: str, survivor_enis: dict[str, str]) -> str | None:
+    """None while a route of ``zone`` still targets ``dead_eni``; then the survivor holding them (or the targets)."""
+    targets = set(lab.route_targets(zone).values())
+    if dead_eni in targets:
+        return None
+    return covering_zone(lab, zone, survivor_enis) or f"targets {sorted(map(str, targets))}"
+
+
 def test_a_zone_whose_covering_survivor_dies_is_served_again(three_zone_lab: Lab, record_fault):
     lab = three_zone_lab
     wait_for_watchers(lab)
@@ -189,6 +197,12 @@ def test_a_zone_whose_covering_survivor_dies_is_served_again(three_zone_lab: Lab
             what=f"{last}'s NAT to take the dead survivor {covering}'s routes",
             timeout=TAKEOVER_WAIT,
         )
+        # ... and the zone that survivor covered, in the same step, long before its own replacement boots.
+        carried = wait_until(
+            lambda: moved_off(lab, FIRST_FAILED, enis[covering], {last: enis[last]}),
+            what=f"{FIRST_FAILED}'s routes to leave the dead survivor {covering}",
+            timeout=TAKEOVER_WAIT,
+        )
         after = {zone: lab.wait_until_serving(zone, timeout=lab.settings.sla) for zone in lab.zones}
         still_reaching(streams)
         for stream in streams.values():
@@ -196,12 +210,14 @@ def test_a_zone_whose_covering_survivor_dies_is_served_again(three_zone_lab: Lab
     recovered = {zone: recovered_after(stream, fault_at) for zone, stream in streams.items()}
     record_fault(
         f"terminate {FIRST_FAILED}'s NAT, then {covering}'s while it covers {FIRST_FAILED}",
-        f"{last} covered {covering}; replacements took {FIRST_FAILED} and {covering} back",
+        f"{last} covered {covering} and {FIRST_FAILED} at once; replacements took both back",
         max(recovered.values()),
         ", ".join(f"{z}: back after {s:.1f} s" for z, s in recovered.items())
         + f"; second fault {second_at - fault_at:.1f} s after the first",
     )
+    assert carried == last, f"{FIRST_FAILED}'s routes, covered by the dead {covering}, went to {carried}, not {last}"
     assert all(seconds <= lab.settings.sla for seconds in recovered.values()), recovered
+    assert carried == last, f"{FIRST_FAILED}'s routes, covered by the dead {covering}, went to {carried}, not {last}"
     assert after[FIRST_FAILED] != before[FIRST_FAILED] and after[covering] != before[covering], after
     assert after[last] == before[last], f"{last}'s NAT, which never failed, was replaced: {after}"
     lines = takeover_lines(lab, {last: after[last]}, covering)[last]

@@ -90,6 +90,8 @@ readonly VXLAN_PORT=4789
 readonly TUNNEL_TABLE_BASE=4200
 # A watcher whose NAT took its routes this recently takes back what a survivor took meanwhile.
 readonly RECLAIM_WINDOW=120
+# Each round, for this long after its route step: a survivor's check and this boot's step crossed.
+readonly CROSSED_WINDOW=10
 
 # A later start has no user data: the configuration comes from the file the first boot wrote.
 if [[ -z "${NAT_ZONE:-}" && -r "${CONFIG_FILE}" ]]; then
@@ -1255,12 +1257,22 @@ judge_peer() {
 # Points the dead zone's tables that still target its NAT here, then has its group replace it now
 # (a terminated instance is being replaced already: nothing to mark).
 take_over() {
-  local zone="$1" rule="$2" verdict="$3" dead_eni="${peer_eni[$1]}" table eni
-  local -a tables=() failed=() all=()
-  IFS=, read -r -a all <<<"${zone_tables[${zone}]}"
+  local zone="$1" rule="$2" verdict="$3" dead_eni="${peer_eni[$1]}" table eni other
+  local -a tables=() failed=() all=() own=() carried=("$1")
+  local -A table_zone=()
+  # Every peer's tables: a zone the dead NAT was covering goes with it (they point at the same ENI).
+  for other in "${peers_sorted[@]}"; do
+    IFS=, read -r -a own <<<"${zone_tables[${other}]}"
+    for table in "${own[@]}"; do
+      table_zone["${table}"]="${other}"
+    done
+    all+=("${own[@]}")
+  done
   while read -r table eni; do
     if [[ "${eni}" == "${dead_eni}" ]]; then
       tables+=("${table}")
+      other="${table_zone[${table}]}"
+      [[ " ${carried[*]} " == *" ${other} "* ]] || carried+=("${other}")
     fi
   done < <(route_targets "${all[@]}")
   if ((${#tables[@]} == 0)); then
@@ -1278,8 +1290,11 @@ take_over() {
   else
     log "could not mark ${peer_instance[${zone}]} unhealthy (already gone?)"
   fi
-  note_owner "${zone}" me "${eni_id}"
-  metrics_route_event "takeover of ${zone}"
+  ((${#carried[@]} == 1)) || log "also took ${carried[*]:1}, which the dead NAT of ${zone} covered"
+  for other in "${carried[@]}"; do
+    note_owner "${other}" me "${eni_id}"
+  done
+  metrics_route_event "takeover of ${carried[*]}"
 }
 
 # A survivor that took this zone over just as this instance booted (its check of the routes and
@@ -1287,12 +1302,12 @@ take_over() {
 # last RECLAIM_WINDOW seconds takes back the tables another zone's NAT holds. Only then: an older NAT
 # whose zone was taken over may be the hung one.
 reclaim_own_zone() {
-  local table eni az _ip _instance age
+  local window="${1:-${RECLAIM_WINDOW}}" table eni az _ip _instance age
   local -a own=() taken=()
   local -A eni_zone=()
   [[ -e "${SERVED_MARKER}" ]] || return 0
   age=$((EPOCHSECONDS - $(stat -c %Y "${SERVED_MARKER}")))
-  ((age <= RECLAIM_WINDOW)) || return 0
+  ((age <= window)) || return 0
   read -r -a own <<<"${NAT_ROUTE_TABLE_IDS}"
   local -A target=()
   while read -r table eni; do
@@ -1356,6 +1371,9 @@ watch_round() {
   if ((EPOCHSECONDS - peers_read_at >= PEER_REFRESH_INTERVAL)); then
     refresh_peers
   fi
+  # A survivor's takeover that lands just after this boot's route step (they crossed) is taken back at
+  # once: no rule can judge this NAT hung that soon (3 misses and the 8 s hold take 11 s).
+  reclaim_own_zone "${CROSSED_WINDOW}"
   if ((EPOCHSECONDS - credentials_read_at >= CREDENTIALS_REFRESH_INTERVAL)) && [[ -z "${AWS_ACCESS_KEY_ID:-}" ]]; then
     api_key_id=""
     load_credentials >/dev/null && credentials_read_at="${EPOCHSECONDS}"

@@ -33,8 +33,10 @@ FAULTS = ("terminate", "stop", "impair")
 #: script moves it and completes the launch before it exits: this is only the emulator's lag).
 SETTLE_AFTER_BOOT = 1.5
 #: How long egress may take to work again once the route moved and the replacement is InService
-#: (router sync within 50 ms while watched, ARP, conntrack).
-EGRESS_RECOVERY = 3.0
+#: (router sync within 50 ms while watched, ARP, conntrack). With takeover on, a survivor's takeover
+#: can land just after a fast replacement's route step; the replacement's watcher takes its tables
+#: back within a round or two (README, "A replacement keeps its zone"): 3 s more for that.
+EGRESS_RECOVERY = 6.0
 #: Once egress works again, how long an established flow's retransmission may take to meet the new
 #: NAT (Linux doubles its retransmission timeout from 200 ms: a 3 s outage puts the next one ~3 s out).
 TCP_SETTLE = 8.0
