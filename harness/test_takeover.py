@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from natlab.lab import first_run
 from natlab.lab.lab import Lab
 from natlab.lab.peer_takeover import (
     covering_zone,
@@ -41,6 +42,13 @@ REPLACEMENT_BOOT_DELAY = 30.0
 #: with room for a loaded 2-core machine. A wait bound, not the measured figure (bench/ has that).
 TAKEOVER_WAIT = 20.0
 pytestmark = pytest.mark.xdist_group("takeover_lab")
+
+
+def test_the_first_run_summary_shows_what_takeover_needs_of_the_image(three_zone_lab: Lab):
+    # On a real account these two lines are the check the lab cannot make (its kernel and curl are the host's).
+    run = first_run.collect(three_zone_lab, next(iter(three_zone_lab.zones)))
+    assert (run.facts.get("vxlan"), run.facts.get("curl-parallel")) == ("ok", "yes"), run.facts
+    assert "| VXLAN link (takeover) | `ok` |" in first_run.render(run)
 
 
 def test_a_killed_watcher_is_started_again_by_its_unit(three_zone_lab: Lab):

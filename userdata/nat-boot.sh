@@ -689,7 +689,20 @@ record_facts() {
   if [[ -n "${cgroup}" && -r "/sys/fs/cgroup${cgroup}/memory.peak" ]]; then
     peak="$(($(cat "/sys/fs/cgroup${cgroup}/memory.peak") / 1024))"
   fi
-  log "facts nftables-rpm=${nft_rpm// /_} nftables-unit=${nft_unit// /_} boot-memory-peak-kib=${peak}"
+  log "facts nftables-rpm=${nft_rpm// /_} nftables-unit=${nft_unit// /_} boot-memory-peak-kib=${peak}$(takeover_facts)"
+}
+
+# With takeover on: what the watcher needs of this image, which the lab cannot show (its kernel and
+# curl are the host's): a VXLAN link, and curl's --parallel.
+takeover_facts() {
+  local vxlan="missing" parallel="no"
+  [[ "${NAT_TAKEOVER}" == peers ]] || return 0
+  if ip link add nat-fact-vxlan type vxlan id 1 dstport "${VXLAN_PORT}" dev "${ifname}" 2>/dev/null; then
+    vxlan="ok"
+    ip link del nat-fact-vxlan 2>/dev/null || true
+  fi
+  [[ "$(curl --help all 2>/dev/null)" != *--parallel* ]] || parallel="yes"
+  printf ' vxlan=%s curl-parallel=%s' "${vxlan}" "${parallel}"
 }
 
 # Where Auto Scaling is taking this instance: InService, or Warmed:Stopped/Warmed:Running while it

@@ -66,6 +66,10 @@ def render(run: FirstRun) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: What the takeover facts read when the deployment has takeover off (one zone, or "off").
+TAKEOVER_OFF = "n/a (takeover off)"
+
+
 def _checklist(run: FirstRun) -> list[tuple[str, str, str]]:
     rpm = run.facts.get("nftables-rpm", "?")
     peak = run.facts.get("boot-memory-peak-kib", "?")
@@ -80,6 +84,8 @@ def _checklist(run: FirstRun) -> list[tuple[str, str, str]]:
         ("nftables unit", run.facts.get("nftables-unit", "?"), "`enabled`: rules come back after a reboot"),
         ("boot memory peak (KiB)", peak, share),
         ("status-check alarm", state, "`OK` once EC2 publishes the metric per group; stays `INSUFFICIENT_DATA` if not"),
+        ("VXLAN link (takeover)", run.facts.get("vxlan", TAKEOVER_OFF), "`ok`: the kernel makes the probe tunnels"),
+        ("curl --parallel (takeover)", run.facts.get("curl-parallel", TAKEOVER_OFF), "`yes`: one curl, all peers"),
     ]
 
 
