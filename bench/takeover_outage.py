@@ -25,7 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from natlab.lab.open import THREE_ZONES, LabUnavailable, open_lab, vpc_nat_lab
-from natlab.lab.peer_takeover import covering_zone, outage_until, wait_for_watchers, watcher_cost
+from natlab.lab.peer_takeover import (
+    covering_zone,
+    outage_until,
+    streams_for,
+    survivor_enis,
+    wait_for_watchers,
+    watcher_cost,
+)
 from natlab.lab.settings import HarnessSettings, SettingsError
 from natlab.waiting import wait_until
 
@@ -44,18 +51,13 @@ def cpu_model() -> str:
 def one_run(lab, boot_delay: float) -> dict:
     """Terminates zone B's NAT once; returns the outage and who covered it."""
     survivors = {zone: lab.current_nat(zone) for zone in lab.zones if zone != FAILED_ZONE}
-    survivor_enis = {zone: lab.primary_eni(instance) for zone, instance in survivors.items()}
+    enis = survivor_enis(lab, FAILED_ZONE)
     with lab.modelled_boot_delay(boot_delay), lab.watching_closely(), contextlib.ExitStack() as stack:
-        streams = {
-            zone: stack.enter_context(lab.vpc.udp_stream(lab.zones[zone].private_subnet_id, rate=100, duration=180))
-            for zone in lab.zones
-        }
-        for stream in streams.values():
-            stream.wait_received(10)
+        streams = streams_for(lab, list(lab.zones), stack, rate=100, duration=180)
         fault_at = time.monotonic()
         lab.ec2.terminate_instances(InstanceIds=[lab.current_nat(FAILED_ZONE)])
         covering = wait_until(
-            lambda: covering_zone(lab, FAILED_ZONE, survivor_enis), what="a survivor to take the routes", timeout=60
+            lambda: covering_zone(lab, FAILED_ZONE, enis), what="a survivor to take the routes", timeout=60
         )
         covered_at = time.monotonic()
         lab.wait_until_serving(FAILED_ZONE, timeout=lab.settings.sla)

@@ -22,6 +22,8 @@ from natlab.lab.lab import Lab
 from natlab.lab.peer_takeover import (
     covering_zone,
     outage_until,
+    streams_for,
+    survivor_enis,
     takeover_lines,
     wait_for_watchers,
     watch_log,
@@ -73,7 +75,7 @@ def test_a_survivor_covers_a_terminated_zone_until_its_replacement_boots(three_z
     assert lab.vpc is not None, "this scenario needs the data plane"
     wait_for_watchers(lab)
     survivors = {zone: lab.current_nat(zone) for zone in lab.zones if zone != FAILED_ZONE}
-    survivor_enis = {zone: lab.primary_eni(instance) for zone, instance in survivors.items()}
+    enis = survivor_enis(lab, FAILED_ZONE)
     old = lab.current_nat(FAILED_ZONE)
     with (
         watch_logs_on_failure(lab, [*survivors.values(), old]),
@@ -81,16 +83,11 @@ def test_a_survivor_covers_a_terminated_zone_until_its_replacement_boots(three_z
         lab.watching_closely(),
         contextlib.ExitStack() as stack,
     ):
-        streams = {
-            zone: stack.enter_context(lab.vpc.udp_stream(lab.zones[zone].private_subnet_id, rate=100, duration=120))
-            for zone in lab.zones
-        }
-        for stream in streams.values():
-            stream.wait_received(10)
+        streams = streams_for(lab, list(lab.zones), stack, rate=100, duration=120)
         fault_at = time.monotonic()
         lab.ec2.terminate_instances(InstanceIds=[old])
         covering = wait_until(
-            lambda: covering_zone(lab, FAILED_ZONE, survivor_enis),
+            lambda: covering_zone(lab, FAILED_ZONE, enis),
             what=f"a survivor's NAT to take {FAILED_ZONE}'s routes",
             timeout=TAKEOVER_WAIT,
         )
@@ -132,7 +129,7 @@ def test_a_hung_nat_is_covered_and_replaced(three_zone_lab: Lab, record_fault):
     assert lab.vpc is not None, "this scenario needs the data plane"
     wait_for_watchers(lab)
     survivors = {zone: lab.current_nat(zone) for zone in lab.zones if zone != HUNG_ZONE}
-    survivor_enis = {zone: lab.primary_eni(instance) for zone, instance in survivors.items()}
+    enis = survivor_enis(lab, HUNG_ZONE)
     hung = lab.current_nat(HUNG_ZONE)
     box = lab.sandbox(hung)
     assert box is not None and box.ns is not None
@@ -147,7 +144,7 @@ def test_a_hung_nat_is_covered_and_replaced(three_zone_lab: Lab, record_fault):
         fault_at = time.monotonic()
         subprocess.run([*box.ns.exec_prefix(), "nft", "-f", "-"], input=ruleset.encode(), check=True, timeout=10)
         covering = wait_until(
-            lambda: covering_zone(lab, HUNG_ZONE, survivor_enis),
+            lambda: covering_zone(lab, HUNG_ZONE, enis),
             what=f"a survivor's NAT to take the hung {HUNG_ZONE}'s routes",
             timeout=TAKEOVER_WAIT + 10,  # the not-forwarding hold (8 s) comes on top
         )

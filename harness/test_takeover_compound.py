@@ -18,6 +18,7 @@ from natlab.lab.lab import Lab
 from natlab.lab.partition import dropped_packets, vxlan_partition
 from natlab.lab.peer_takeover import (
     covering_zone,
+    streams_for,
     takeover_lines,
     wait_for_watchers,
     watch_log,
@@ -40,18 +41,6 @@ OUTAGE_MIN_LOST = 5
 #: A watcher's last word on a peer it cannot reach: act, leave it to another, or a rule that holds it.
 FINAL_DECISION = re.compile(r"rule=\S+ .*(taking over|acts, not this one)|held down|never answered")
 pytestmark = pytest.mark.xdist_group("takeover_compound_lab")
-
-
-def streams_for(lab: Lab, zones: list[str], stack: contextlib.ExitStack) -> dict[str, UdpStream]:
-    """A running UDP echo stream from each zone's private workload (50 a second, up to 4 minutes)."""
-    assert lab.vpc is not None, "these scenarios need the data plane"
-    streams = {
-        zone: stack.enter_context(lab.vpc.udp_stream(lab.zones[zone].private_subnet_id, rate=50, duration=240))
-        for zone in zones
-    }
-    for stream in streams.values():
-        stream.wait_received(10)
-    return streams
 
 
 def still_reaching(streams: dict[str, UdpStream]) -> None:
@@ -100,7 +89,7 @@ def test_a_partition_between_two_healthy_nats_converges_to_each_zone_on_its_own_
         lab.watching_closely(),
         contextlib.ExitStack() as stack,
     ):
-        streams = streams_for(lab, list(PARTITIONED), stack)
+        streams = streams_for(lab, list(PARTITIONED), stack, rate=50, duration=240)
         cut_at = time.monotonic()
         with vxlan_partition(lab, first, second):
             wait_until(final_word_of_both, what="both partitioned watchers to decide", timeout=TAKEOVER_WAIT + 10)
@@ -180,7 +169,7 @@ def test_a_zone_whose_covering_survivor_dies_is_served_again(three_zone_lab: Lab
         lab.watching_closely(),
         contextlib.ExitStack() as stack,
     ):
-        streams = streams_for(lab, list(lab.zones), stack)
+        streams = streams_for(lab, list(lab.zones), stack, rate=50, duration=240)
         fault_at = time.monotonic()
         lab.ec2.terminate_instances(InstanceIds=[before[FIRST_FAILED]])
         survivors = {zone: eni for zone, eni in enis.items() if zone != FIRST_FAILED}

@@ -67,6 +67,25 @@ def watch_logs_on_failure(lab: Lab, instances: list[str]) -> Iterator[None]:
         raise AssertionError(f"{error}\n" + "\n".join(logs)) from error
 
 
+def streams_for(
+    lab: Lab, zones: list[str], stack: contextlib.ExitStack, *, rate: float, duration: float
+) -> dict[str, UdpStream]:
+    """A running UDP echo stream from each zone's private workload, each seen answering first."""
+    assert lab.vpc is not None, "these scenarios need the data plane"
+    streams = {
+        zone: stack.enter_context(lab.vpc.udp_stream(lab.zones[zone].private_subnet_id, rate=rate, duration=duration))
+        for zone in zones
+    }
+    for stream in streams.values():
+        stream.wait_received(10)
+    return streams
+
+
+def survivor_enis(lab: Lab, failed_zone: str) -> dict[str, str]:
+    """Zone -> primary ENI of its current NAT, for every zone but ``failed_zone``."""
+    return {zone: lab.primary_eni(lab.current_nat(zone)) for zone in lab.zones if zone != failed_zone}
+
+
 def covering_zone(lab: Lab, zone: str, survivor_enis: dict[str, str]) -> str | None:
     """The surviving zone whose NAT every route of ``zone`` targets now, if any."""
     targets = set(lab.route_targets(zone).values())
