@@ -28,6 +28,7 @@ from natlab.cloud.reboots import REBOOT_SECONDS, REBOOTS
 from natlab.cloud.route_sync import RouterEvent
 from natlab.cloud.sandbox import InstanceSandbox
 from natlab.cloud.warm_pool import WARM
+from natlab.lab.emulator_races import apply_retrying_emulator_races
 from natlab.lab.settings import HarnessSettings
 from natlab.lab.terraform import TerraformWorkdir
 from natlab.lab.vpc_lookup import lab_vpc_id
@@ -142,7 +143,10 @@ class Lab(Resource):
                     attach=self._attach if self.dataplane_skip_reason is None else None,
                 )
             )
-        self.terraform.apply()
+        if isinstance(self.backend, MotoBackend):
+            apply_retrying_emulator_races(self.terraform)
+        else:
+            self.terraform.apply()
         self.outputs = self.terraform.outputs()
         self.zones = self._zones_from_outputs()
         for zone in self.zones:

@@ -1,0 +1,44 @@
+"""A lab's first apply is repeated once for a known emulator race, and only for that."""
+
+from __future__ import annotations
+
+import pytest
+
+from natlab.lab.emulator_races import apply_retrying_emulator_races
+from natlab.lab.terraform import TerraformError
+
+RACE = "api error InvalidPermission.Duplicate: The specified rule already exists"
+
+
+class FailingApplies:
+    """Stands in for a TerraformWorkdir whose applies fail with the given messages, then succeed."""
+
+    def __init__(self, *failures: str) -> None:
+        self.failures = list(failures)
+        self.applies = 0
+
+    def apply(self) -> str:
+        self.applies += 1
+        if self.failures:
+            raise TerraformError(f"terraform apply failed (exit 1):\nError: {self.failures.pop(0)}")
+        return ""
+
+
+def test_a_known_race_is_applied_once_more() -> None:
+    workdir = FailingApplies(RACE)
+    apply_retrying_emulator_races(workdir)  # type: ignore[arg-type]
+    assert workdir.applies == 2
+
+
+def test_the_same_race_twice_fails_the_lab() -> None:
+    workdir = FailingApplies(RACE, RACE)
+    with pytest.raises(TerraformError, match="Duplicate"):
+        apply_retrying_emulator_races(workdir)  # type: ignore[arg-type]
+    assert workdir.applies == 2
+
+
+def test_any_other_failure_is_not_retried() -> None:
+    workdir = FailingApplies("creating EC2 Launch Template: InvalidParameterValue")
+    with pytest.raises(TerraformError, match="InvalidParameterValue"):
+        apply_retrying_emulator_races(workdir)  # type: ignore[arg-type]
+    assert workdir.applies == 1
