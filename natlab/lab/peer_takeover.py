@@ -20,6 +20,11 @@ from natlab.lab.lab import Lab
 from natlab.waiting import wait_until
 
 WATCH_COMMAND = ("/usr/local/sbin/nat-instance", "watch")
+#: Launch to user data start of a replacement in the scenarios (settings/AwsDelays: AWS ~26-29 s; estimate 30 s).
+REPLACEMENT_BOOT_DELAY = 30.0
+#: Seconds the survivors may take to move the routes: probes (3 misses at 1 s) + the API confirm,
+#: with room for a loaded 2-core machine. A wait bound, not the measured figure (bench/ has that).
+TAKEOVER_WAIT = 20.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
