@@ -109,7 +109,10 @@ def test_a_partition_between_two_healthy_nats_converges_to_each_zone_on_its_own_
             for line in decisions_about(lab, before[me], other, offsets[me]):
                 if FINAL_DECISION.search(line):
                     seen.setdefault(me, line)
-        return len(seen) == 2 or None
+        # A watcher logs "taking over" before it moves the routes: wait for its takeover line too.
+        taking = [other for me, other in ((first, second), (second, first)) if "taking over" in seen.get(me, "")]
+        done = takeovers(lab, before, tuple(taking), offsets)
+        return (len(seen) == 2 and all(done.values())) or None
 
     with (
         watch_logs_on_failure(lab, list(before.values())),
