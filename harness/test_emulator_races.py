@@ -8,6 +8,7 @@ from natlab.lab.emulator_races import apply_retrying_emulator_races
 from natlab.lab.terraform import TerraformError
 
 RACE = "api error InvalidPermission.Duplicate: The specified rule already exists"
+PROFILE_RACE = "api error LimitExceeded: Cannot exceed quota for InstanceSessionsPerInstanceProfile: 1"
 
 
 class FailingApplies:
@@ -24,8 +25,9 @@ class FailingApplies:
         return ""
 
 
-def test_a_known_race_is_applied_once_more() -> None:
-    workdir = FailingApplies(RACE)
+@pytest.mark.parametrize("race", [RACE, PROFILE_RACE])
+def test_a_known_race_is_applied_once_more(race: str) -> None:
+    workdir = FailingApplies(race)
     apply_retrying_emulator_races(workdir)  # type: ignore[arg-type]
     assert workdir.applies == 2
 

@@ -2,7 +2,10 @@
 
 The same lab also serves the commit-point and instance-refresh scenarios in its first zone (every
 failover there checks that the other two zones keep their routes); they run here rather than in
-the one-zone lab to balance the two xdist workers. The second plan comes last, after all of them.
+the one-zone lab to balance the two xdist workers. So does takeover's terminated-zone scenario (the
+module runs with ``takeover = "peers"`` here too; its survivors act on "peer dead", which no
+earlier give-back holds down): ``test_takeover.py``'s lab is the longer one. The second plan comes
+last, after all of them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,19 @@ from natlab.cloud import moto_fixes
 from natlab.cloud.zone_outages import ZONES
 from natlab.lab.failover import run_failover
 from natlab.lab.lab import Lab
+from natlab.lab.peer_takeover import (
+    REPLACEMENT_BOOT_DELAY,
+    TAKEOVER_WAIT,
+    covering_zone,
+    log_offsets,
+    outage_until,
+    streams_for,
+    survivor_enis,
+    takeover_lines,
+    wait_for_watchers,
+    watch_log,
+    watch_logs_on_failure,
+)
 from natlab.lab.reboot import reboot_nat
 from natlab.lab.zone_loss import watch_routes, zone_lost
 from natlab.waiting import wait_until
@@ -244,6 +260,61 @@ def test_instance_refresh_keeps_the_old_nat_until_the_new_one_serves(three_zone_
     assert new != old
     address = lab.ec2.describe_addresses(AllocationIds=[zone.eip_allocation_id])["Addresses"][0]
     assert address.get("NetworkInterfaceId") == lab.primary_eni(new)
+
+
+def test_a_survivor_covers_a_terminated_zone_until_its_replacement_boots(three_zone_lab: Lab, record_fault):
+    lab = three_zone_lab
+    assert lab.vpc is not None, "this scenario needs the data plane"
+    wait_for_watchers(lab)
+    survivors = {zone: lab.current_nat(zone) for zone in lab.zones if zone != FAILED_ZONE}
+    enis = survivor_enis(lab, FAILED_ZONE)
+    offsets = log_offsets(lab, survivors)
+    old = lab.current_nat(FAILED_ZONE)
+    with (
+        watch_logs_on_failure(lab, [*survivors.values(), old]),
+        lab.modelled_boot_delay(REPLACEMENT_BOOT_DELAY),
+        lab.watching_closely(),
+        contextlib.ExitStack() as stack,
+    ):
+        streams = streams_for(lab, list(lab.zones), stack, rate=100, duration=120)
+        fault_at = time.monotonic()
+        lab.ec2.terminate_instances(InstanceIds=[old])
+        covering = wait_until(
+            lambda: covering_zone(lab, FAILED_ZONE, enis),
+            what=f"a survivor's NAT to take {FAILED_ZONE}'s routes",
+            timeout=TAKEOVER_WAIT,
+        )
+        covered_at = time.monotonic()
+        new = lab.wait_until_serving(FAILED_ZONE, timeout=lab.settings.sla)
+        given_back_at = time.monotonic()
+        for stream in streams.values():
+            stream.stop()
+    outage = outage_until(streams[FAILED_ZONE], fault_at, covered_at)
+    gap, gap_end, lost = outage.seconds, outage.end, outage.lost
+    record_fault(
+        f"terminate {FAILED_ZONE}'s NAT, replacement boots after {REPLACEMENT_BOOT_DELAY:.0f} s",
+        f"covered by {covering}, given back to {new}",
+        gap,
+        f"{lost} datagrams lost until covered, {streams[FAILED_ZONE].result.lost} in all (give-back included)",
+    )
+    # Egress came back through the survivor, before the replacement could have served the zone.
+    assert gap <= lab.settings.sla
+    assert gap_end < given_back_at, f"the outage ({gap:.1f} s) lasted until the replacement took the routes"
+    assert new != old
+    acted = {zone: lines for zone, lines in takeover_lines(lab, survivors, FAILED_ZONE, offsets).items() if lines}
+    assert list(acted) == [covering], f"exactly one survivor must act: {acted}"
+    assert "rule=peer-dead" in acted[covering][0], acted
+    # Datagrams lost in the survivors' own zones, in gaps that closed (the last few in flight when a
+    # stream stops are not an outage); one lost now and then is the loaded machine, an outage is hundreds.
+    lost = {zone: [g.lost for g in streams[zone].result.gaps() if g.end != float("inf")] for zone in survivors}
+    assert all(sum(counts) <= 3 for counts in lost.values()), f"the survivors' own zones lost datagrams: {lost}"
+    covering_box = lab.sandbox(survivors[covering])
+    assert covering_box is not None
+    wait_until(
+        lambda: f"give-back zone={FAILED_ZONE}" in watch_log(covering_box) or None,
+        what=f"{covering}'s watcher to notice the give-back",
+        timeout=30,
+    )
 
 
 def test_second_plan_is_empty_after_failover_in_three_zones(three_zone_lab: Lab):

@@ -18,6 +18,7 @@ from typing import Any, Self
 
 import botocore.exceptions
 
+from natlab.cloud import serial_wsgi
 from natlab.cloud.aws_sweep import RUN_ID_TAG, SWEEP_STEPS
 from natlab.cloud.clients import EMULATOR_CREDENTIALS, aws_client
 from natlab.cloud.serial_wsgi import SerializedWsgi
@@ -144,6 +145,7 @@ class MotoBackend(Backend):
         self._server.start()
         self._server._server.app = SerializedWsgi(self._server._server.app)  # see serial_wsgi.py
         self.port = self._server.get_host_and_port()[1]
+        serial_wsgi.serving(self.endpoint_url, self._server._server.app)
         wait_until(
             self._ping,
             what=f"answer from moto at {self.endpoint_url}",
@@ -174,6 +176,8 @@ class MotoBackend(Backend):
 
     def close(self) -> None:
         server, self._server = self._server, None
+        if self.port is not None:
+            serial_wsgi.serving(self.endpoint_url, None)
         if server is not None:
             try:
                 server.stop()

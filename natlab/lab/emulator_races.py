@@ -16,7 +16,12 @@ from natlab.lab.terraform import TerraformError, TerraformWorkdir
 
 logger = logging.getLogger(__name__)
 
-EMULATOR_RACES = ("InvalidPermission.Duplicate: The specified rule already exists",)
+EMULATOR_RACES = (
+    "InvalidPermission.Duplicate: The specified rule already exists",
+    # The same shape (a change accepted, then refused as already made), seen in make verify on
+    # 2026-11-29: the role added to the instance profile, then "Cannot exceed quota" for adding it.
+    "LimitExceeded: Cannot exceed quota for InstanceSessionsPerInstanceProfile: 1",
+)
 
 
 def apply_retrying_emulator_races(terraform: TerraformWorkdir) -> None:

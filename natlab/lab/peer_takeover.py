@@ -20,6 +20,11 @@ from natlab.lab.lab import Lab
 from natlab.waiting import wait_until
 
 WATCH_COMMAND = ("/usr/local/sbin/nat-instance", "watch")
+#: Launch to user data start of a replacement in the scenarios (settings/AwsDelays: AWS ~26-29 s; estimate 30 s).
+REPLACEMENT_BOOT_DELAY = 30.0
+#: Seconds the survivors may take to move the routes: probes (3 misses at 1 s) + the API confirm,
+#: with room for a loaded 2-core machine. A wait bound, not the measured figure (bench/ has that).
+TAKEOVER_WAIT = 20.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -92,13 +97,30 @@ def covering_zone(lab: Lab, zone: str, survivor_enis: dict[str, str]) -> str | N
     return next((other for other, eni in survivor_enis.items() if targets == {eni}), None)
 
 
-def takeover_lines(lab: Lab, instances: dict[str, str], zone: str) -> dict[str, list[str]]:
-    """Per zone (of ``instances``: zone -> its NAT): its watcher's takeover lines for ``zone``."""
+def log_offsets(lab: Lab, instances: dict[str, str]) -> dict[str, int]:
+    """Per zone (of ``instances``: zone -> its NAT): how long its watcher's log is now.
+
+    The scenarios share one lab: each reads only what the watchers logged after it began.
+    """
+    offsets = {}
+    for zone, instance in instances.items():
+        box = lab.sandbox(instance)
+        assert box is not None, f"{zone}: no sandbox for {instance}"
+        offsets[zone] = len(watch_log(box))
+    return offsets
+
+
+def takeover_lines(
+    lab: Lab, instances: dict[str, str], zone: str, since: dict[str, int] | None = None
+) -> dict[str, list[str]]:
+    """Per zone (of ``instances``: zone -> its NAT): its watcher's takeover lines for ``zone``
+    (logged after offset ``since[zone]``, see :func:`log_offsets`; the whole log without it)."""
     lines = {}
     for other, instance in instances.items():
         box = lab.sandbox(instance)
         assert box is not None, f"{other}: no sandbox for {instance}"
-        lines[other] = [line for line in watch_log(box).splitlines() if f"takeover zone={zone} " in line]
+        text = watch_log(box)[(since or {}).get(other, 0) :]
+        lines[other] = [line for line in text.splitlines() if f"takeover zone={zone} " in line]
     return lines
 
 
