@@ -161,3 +161,11 @@ def test_the_notice_is_read_at_most_every_check_interval():
     stub = "spot_notice() { echo called >&2; echo none; }"
     out = run_watch("us-east-1a", f"{stub}\ncheck_spot 2>&1; check_spot 2>&1")
     assert out.count("called") == 1
+
+
+def test_a_nat_that_handed_over_does_not_hand_over_again():
+    # The notice stays in IMDS until EC2 takes the instance: later checks must not act (or log) again.
+    stub = imds_stub((200, ACTION), (404, NOT_FOUND))
+    fake = "hand_over() { echo HANDOVER; handed_over=1; }"
+    script = f"{stub}\n{fake}\nfor i in 1 2 3; do spot_checked_at=0; check_spot; done"
+    assert run_watch("us-east-1a", script).count("HANDOVER") == 1

@@ -1388,7 +1388,7 @@ check_spot() {
   notice="$(spot_notice)"
   case "${notice}" in
     expired) renew_imds_token ;;
-    interruption*) hand_over "${notice#interruption }" ;;
+    interruption*) ((handed_over)) || hand_over "${notice#interruption }" ;;
     rebalance*)
       ((rebalance_seen)) || log "spot rebalance recommendation (${notice#rebalance }): staying until a notice"
       rebalance_seen=1

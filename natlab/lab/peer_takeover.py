@@ -20,6 +20,7 @@ from natlab.lab.lab import Lab
 from natlab.waiting import wait_until
 
 WATCH_COMMAND = ("/usr/local/sbin/nat-instance", "watch")
+METRICS_COMMAND = ("/usr/local/sbin/nat-instance", "metrics")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -147,8 +148,9 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
-def watcher_pids(box: InstanceSandbox) -> list[int]:
-    """The watcher (``nat-instance watch`` under the unit's supervisor) and its long-lived children."""
+def watcher_pids(box: InstanceSandbox, command: tuple[str, ...] = WATCH_COMMAND) -> list[int]:
+    """The watcher (``nat-instance watch`` under the unit's supervisor) and its long-lived children;
+    ``command`` names another unit's (``METRICS_COMMAND``: the metrics loop)."""
     assert box.ns is not None
     found = []
     for pid in box.ns.pids():
@@ -159,7 +161,7 @@ def watcher_pids(box: InstanceSandbox) -> list[int]:
         except (OSError, ValueError):
             continue
         words = tuple(a.decode(errors="replace") for a in argv)
-        if words[-2:] == WATCH_COMMAND and b"supervisor" in parent_argv:
+        if words[-2:] == command and b"supervisor" in parent_argv:
             found.append(pid)
     children = []
     for pid in box.ns.pids():
@@ -172,9 +174,9 @@ def watcher_pids(box: InstanceSandbox) -> list[int]:
     return found + children
 
 
-def watcher_cost(box: InstanceSandbox, seconds: float = 30.0) -> WatcherCost:
-    """CPU and memory of one NAT's watcher over ``seconds`` of steady state (read from /proc)."""
-    pids = watcher_pids(box)
+def watcher_cost(box: InstanceSandbox, seconds: float = 30.0, command: tuple[str, ...] = WATCH_COMMAND) -> WatcherCost:
+    """CPU and memory of one NAT's watcher (or the unit running ``command``) over ``seconds`` (/proc)."""
+    pids = watcher_pids(box, command)
     if not pids:
         raise AssertionError(f"no watcher process in {box.identity.instance_id}")
     before = {pid: _stat_cpu_ticks(pid) for pid in pids}
