@@ -19,7 +19,7 @@ import logging
 import os
 import platform
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab, vpc_nat_lab
@@ -50,6 +50,21 @@ def with_metrics(interval: int):
         return text.replace("\n", f"\nexport NAT_METRICS_INTERVAL={interval}\n", 1).encode()
 
     return transform
+
+
+def published_points(lab, group: str) -> dict[str, float]:
+    """ForwardedPackets as the emulator's CloudWatch holds it: data points and their sum (the last 15 min)."""
+    now = datetime.now(UTC)
+    points = lab.backend.client("cloudwatch").get_metric_statistics(
+        Namespace=NAMESPACE,
+        MetricName="ForwardedPackets",
+        Dimensions=[{"Name": "AutoScalingGroupName", "Value": group}],
+        StartTime=now - timedelta(minutes=15),
+        EndTime=now + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Sum", "SampleCount"],
+    )["Datapoints"]
+    return {"points": sum(p["SampleCount"] for p in points), "packets": sum(p["Sum"] for p in points)}
 
 
 def main() -> int:
@@ -88,6 +103,7 @@ def main() -> int:
                 load.stop()
             published = box.overlays.host_path("/var/log/nat-instance-metrics.service.journal")
             journal = published.read_text(errors="replace") if published.exists() else ""
+            forwarded = published_points(lab, lab.zones[zone].asg_name)
     except LabUnavailable as error:
         print(f"lab unavailable: {error}", file=sys.stderr)
         return 2
@@ -104,6 +120,7 @@ def main() -> int:
         "cpu_seconds_per_publication": round(cost.cpu_seconds / max(1.0, cost.seconds / args.interval), 3),
         "pss_kib": cost.pss_kib,
         "publish_failures": journal.count("could not publish metrics"),
+        "forwarded_packets_published": forwarded,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
