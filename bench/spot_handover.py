@@ -66,6 +66,10 @@ def main() -> int:
                     "handed_before_termination": run.handed_before_termination,
                     "lost": {zone: run.lost(zone) for zone in lab.zones},
                     "longest_gap_s": round(run.longest_gap_s(INTERRUPTED_ZONE), 3),
+                    "gaps": {zone: run.gap_report(zone) for zone in lab.zones if run.gaps[zone]},
+                    "moments_after_notice_s": {
+                        name: round(at - run.moments["notice"], 2) for name, at in run.moments.items()
+                    },
                 }
                 runs.append(row)
                 print(f"run {number}: {row}", flush=True)

@@ -54,7 +54,7 @@ def test_a_spot_notice_hands_the_zone_over_before_ec2_takes_the_nat(three_zone_l
     acted = {zone: lines for zone, lines in takeover_lines(lab, survivors, INTERRUPTED_ZONE).items() if lines}
     assert acted == {}, f"a survivor took over a zone that was handed over: {acted}"
     # Two route moves (handover, give-back), both NATs up each time: at most a switch's worth each.
-    assert run.lost(run.zone) <= 2 * ONE_SWITCH_DATAGRAMS, run.gaps[run.zone]
+    assert run.lost(run.zone) <= 2 * ONE_SWITCH_DATAGRAMS, run.gap_report(run.zone)
     assert all(run.lost(zone) <= 3 for zone in survivors), f"the other zones lost datagrams: {run.gaps}"
     # The lab is left as it was found: every zone served by a NAT of its own.
     for zone in lab.zones:

@@ -33,6 +33,21 @@ class HandoverRun:
     notice_period_s: float
     gaps: dict[str, list[Gap]]
     """Per zone, the stream's gaps that closed (the last datagrams in flight at the stop are not one)."""
+    moments: dict[str, float]
+    """Monotonic times: notice, handover (routes seen on the covering NAT), termination, give-back
+    (routes seen on the replacement). The two "seen" times come from polling, up to ~50 ms late."""
+
+    def gap_report(self, zone: str) -> list[str]:
+        """Each gap of ``zone`` as "<lost> lost at +<s> (after <moment> +<s>)", relative to the notice."""
+        lines = []
+        for gap in self.gaps[zone]:
+            before = [(name, at) for name, at in self.moments.items() if at <= gap.start + 0.1]
+            name, at = max(before, key=lambda item: item[1]) if before else ("notice", self.moments["notice"])
+            lines.append(
+                f"{gap.lost} lost at +{gap.start - self.moments['notice']:.2f} s "
+                f"({gap.end - gap.start:.3f} s long; {name} +{gap.start - at:.2f} s)"
+            )
+        return lines
 
     def lost(self, zone: str) -> int:
         return sum(gap.lost for gap in self.gaps[zone])
@@ -57,6 +72,7 @@ def run_interruption(lab: Lab, zone: str, boot_delay: float) -> HandoverRun:
             handed_at = time.monotonic()
             notice.wait_terminated(timeout=notice.period + 5)
         new = lab.wait_until_serving(zone, timeout=lab.settings.sla)
+        given_back_at = time.monotonic()
         for stream in streams.values():
             stream.stop()
     return HandoverRun(
@@ -69,4 +85,10 @@ def run_interruption(lab: Lab, zone: str, boot_delay: float) -> HandoverRun:
         handed_before_termination=handed_at < notice.terminates_at,
         notice_period_s=notice.period,
         gaps={z: [g for g in streams[z].result.gaps() if g.end != float("inf")] for z in lab.zones},
+        moments={
+            "notice": notice.noticed_at,
+            "handover seen": handed_at,
+            "termination": notice.terminated_at or notice.terminates_at,
+            "give-back seen": given_back_at,
+        },
     )
