@@ -23,9 +23,14 @@ INTERRUPTED_ZONE = "us-east-1c"
 SUCCESSOR_ZONE = "us-east-1a"
 #: Launch to user data start of the replacement (as in harness/test_takeover.py: estimate 30 s).
 REPLACEMENT_BOOT_DELAY = 30.0
-#: Datagrams a route move may cost in the lab, both NATs up: the router's 50 ms sync at 100 per
-#: second is 5 in flight; a move that cost more would be an outage, not a switch.
-ONE_SWITCH_DATAGRAMS = 5
+#: The longest gap a route move may make in the lab with both NATs up: a switch, not an outage (an
+#: interruption without handover leaves the zone without egress for the replacement's whole boot).
+#: In bench/spot_handover.py (7 runs at 100 datagrams/s) the zone lost 0-14 datagrams in all, in at
+#: most one gap of up to 0.14 s; every gap that was placed fell at the give-back (the replacement's
+#: ordinary boot route step), none at the handover.
+ROUTE_SWITCH_SECONDS = 0.25
+#: Datagrams the handover itself (notice to termination) may cost: one now and then on a loaded machine.
+HANDOVER_DATAGRAMS = 3
 pytestmark = pytest.mark.xdist_group("takeover_lab")
 
 
@@ -53,8 +58,11 @@ def test_a_spot_notice_hands_the_zone_over_before_ec2_takes_the_nat(three_zone_l
     # Nobody had to take the zone over: it was handed over, and the terminated NAT no longer served it.
     acted = {zone: lines for zone, lines in takeover_lines(lab, survivors, INTERRUPTED_ZONE).items() if lines}
     assert acted == {}, f"a survivor took over a zone that was handed over: {acted}"
-    # Two route moves (handover, give-back), both NATs up each time: at most a switch's worth each.
-    assert run.lost(run.zone) <= 2 * ONE_SWITCH_DATAGRAMS, run.gap_report(run.zone)
+    # Two route moves (handover, give-back), both NATs up each time: at most a switch each, no outage.
+    before_termination = [g for g in run.gaps[run.zone] if g.start < run.moments["termination"]]
+    assert sum(g.lost for g in before_termination) <= HANDOVER_DATAGRAMS, run.gap_report(run.zone)
+    assert len(run.gaps[run.zone]) <= 2, run.gap_report(run.zone)
+    assert run.longest_gap_s(run.zone) <= ROUTE_SWITCH_SECONDS, run.gap_report(run.zone)
     assert all(run.lost(zone) <= 3 for zone in survivors), f"the other zones lost datagrams: {run.gaps}"
     # The lab is left as it was found: every zone served by a NAT of its own.
     for zone in lab.zones:

@@ -38,14 +38,14 @@ class HandoverRun:
     (routes seen on the replacement). The two "seen" times come from polling, up to ~50 ms late."""
 
     def gap_report(self, zone: str) -> list[str]:
-        """Each gap of ``zone`` as "<lost> lost at +<s> (after <moment> +<s>)", relative to the notice."""
+        """Each gap of ``zone`` as "<lost> lost at +<s> (<s> long; nearest moment <name> <+/-s>)", the
+        time relative to the notice; the nearest moment may come after the gap (a route seen late)."""
         lines = []
         for gap in self.gaps[zone]:
-            before = [(name, at) for name, at in self.moments.items() if at <= gap.start + 0.1]
-            name, at = max(before, key=lambda item: item[1]) if before else ("notice", self.moments["notice"])
+            name, at = min(self.moments.items(), key=lambda item: abs(item[1] - gap.start))
             lines.append(
                 f"{gap.lost} lost at +{gap.start - self.moments['notice']:.2f} s "
-                f"({gap.end - gap.start:.3f} s long; {name} +{gap.start - at:.2f} s)"
+                f"({gap.end - gap.start:.3f} s long; nearest moment {name} {gap.start - at:+.2f} s)"
             )
         return lines
 
