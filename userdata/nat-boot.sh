@@ -1421,7 +1421,7 @@ hand_over() {
   ((${#tables[@]} == 0)) || mapfile -t failed < <(eni_id="${target}" point_route_tables "${tables[@]}")
   log "handover zone=${NAT_ZONE} rule=spot-interruption to=${target} (${successor}) tables=${tables[*]:-none} failed=${failed[*]:-none} notice=$1"
   ((${#failed[@]} > 0)) || handed_over=1
-  metrics_route_event "handover to ${successor}"
+  ((${#tables[@]} == 0)) || metrics_route_event "handover to ${successor}"
 }
 
 # A crash of the watcher is logged; systemd starts it again a second later.
