@@ -359,6 +359,12 @@ resource "aws_security_group" "this" {
 locals {
   architecture = contains(data.aws_ec2_instance_type.this.supported_architectures, "arm64") ? "arm64" : "x86_64"
 
+  # instance_types, or instance_type alone; each type's architecture, for the one-architecture rule.
+  instance_types = length(var.instance_types) > 0 ? var.instance_types : [var.instance_type]
+  type_architectures = {
+    for type, found in data.aws_ec2_instance_type.allowed : type => contains(found.supported_architectures, "arm64") ? "arm64" : "x86_64"
+  }
+
   # Size of the AMI's root snapshot: the root volume is declared (to encrypt
   # it and make it gp3) and must not be smaller.
   ami_root_volume_size = one([
@@ -368,7 +374,14 @@ locals {
 }
 
 data "aws_ec2_instance_type" "this" {
-  instance_type = var.instance_type
+  instance_type = local.instance_types[0]
+}
+
+# Every type the group may launch: one architecture, so one AMI serves them all.
+data "aws_ec2_instance_type" "allowed" {
+  for_each = toset(local.instance_types)
+
+  instance_type = each.key
 }
 
 # The default image is Amazon Linux 2023 on its default kernel line, as AWS
@@ -410,7 +423,7 @@ resource "aws_launch_template" "this" {
   name                   = local.asg_names[each.key]
   description            = "NAT instance of ${local.asg_names[each.key]}"
   image_id               = data.aws_ami.this.id
-  instance_type          = var.instance_type
+  instance_type          = local.instance_types[0]
   key_name               = var.key_name
   update_default_version = true
   user_data              = base64gzip(local.user_data_text[each.key])
@@ -485,12 +498,17 @@ resource "aws_launch_template" "this" {
 
     precondition {
       condition     = var.credit_specification == null || data.aws_ec2_instance_type.this.burstable_performance_supported
-      error_message = "credit_specification applies to burstable instance types only (t2, t3, t3a, t4g); instance_type ${var.instance_type} is not one: set credit_specification = null."
+      error_message = "credit_specification applies to burstable instance types only (t2, t3, t3a, t4g); instance_type ${local.instance_types[0]} is not one: set credit_specification = null."
+    }
+
+    precondition {
+      condition     = length(distinct(values(local.type_architectures))) == 1
+      error_message = "instance_types must all run one architecture (one AMI serves them): ${join(", ", [for type, arch in local.type_architectures : "${type} runs ${arch}"])}."
     }
 
     precondition {
       condition     = contains(data.aws_ec2_instance_type.this.supported_architectures, data.aws_ami.this.architecture)
-      error_message = "ami_id ${data.aws_ami.this.id} is built for ${data.aws_ami.this.architecture}, but instance_type ${var.instance_type} runs ${join(" or ", data.aws_ec2_instance_type.this.supported_architectures)}."
+      error_message = "ami_id ${data.aws_ami.this.id} is built for ${data.aws_ami.this.architecture}, but instance_type ${local.instance_types[0]} runs ${join(" or ", data.aws_ec2_instance_type.this.supported_architectures)}."
     }
   }
 }
@@ -518,9 +536,45 @@ resource "aws_autoscaling_group" "this" {
   health_check_grace_period = local.health_check_grace_period
   force_delete_warm_pool    = true
 
-  launch_template {
-    id      = aws_launch_template.this[each.key].id
-    version = aws_launch_template.this[each.key].latest_version
+  # Spot: a mixed instances policy instead (README, "Spot instances").
+  dynamic "launch_template" {
+    for_each = var.purchase_option == "on-demand" ? [aws_launch_template.this[each.key]] : []
+
+    content {
+      id      = launch_template.value.id
+      version = launch_template.value.latest_version
+    }
+  }
+
+  # All Spot, from whichever allowed type has capacity at the best price; capacity rebalancing
+  # launches a replacement when EC2 says an instance is at elevated risk, before the notice.
+  capacity_rebalance = var.purchase_option == "spot"
+
+  dynamic "mixed_instances_policy" {
+    for_each = var.purchase_option == "spot" ? [aws_launch_template.this[each.key]] : []
+
+    content {
+      instances_distribution {
+        on_demand_base_capacity                  = 0
+        on_demand_percentage_above_base_capacity = 0
+        spot_allocation_strategy                 = "price-capacity-optimized"
+      }
+
+      launch_template {
+        launch_template_specification {
+          launch_template_id = mixed_instances_policy.value.id
+          version            = mixed_instances_policy.value.latest_version
+        }
+
+        dynamic "override" {
+          for_each = local.instance_types
+
+          content {
+            instance_type = override.value
+          }
+        }
+      }
+    }
   }
 
   dynamic "initial_lifecycle_hook" {

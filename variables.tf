@@ -198,6 +198,45 @@ variable "instance_type" {
   }
 }
 
+variable "instance_types" {
+  description = "EC2 instance types the NAT instances may run, all of one architecture (checked at plan), in order of preference. Empty: `instance_type` alone; when set it replaces `instance_type`. More than one needs `purchase_option = \"spot\"`: the group then launches whichever has the Spot capacity at the best price."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for type in var.instance_types : can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", type))])
+    error_message = "instance_types must list EC2 instance types such as t4g.nano or c7gn.medium."
+  }
+
+  validation {
+    condition     = length(distinct(var.instance_types)) == length(var.instance_types)
+    error_message = "instance_types must not list a type twice."
+  }
+
+  validation {
+    condition     = length(var.instance_types) <= 1 || var.purchase_option == "spot"
+    error_message = "instance_types may list more than one type only with purchase_option = \"spot\" (an on-demand group launches one type): list one type or set purchase_option = \"spot\"."
+  }
+}
+
+variable "purchase_option" {
+  description = "How the NAT instances are bought: `on-demand`, or `spot` (up to ~90 % cheaper; EC2 may take an instance back with two minutes' notice). With `spot` each group runs a mixed instances policy over `instance_types` (all Spot, price-capacity-optimized) with capacity rebalancing, and each NAT's watcher hands its zone's routes to a peer on the interruption notice (needs `takeover = \"peers\"` and two zones or more; README, \"Spot instances\")."
+  type        = string
+  default     = "on-demand"
+  nullable    = false
+
+  validation {
+    condition     = contains(["on-demand", "spot"], var.purchase_option)
+    error_message = "purchase_option must be one of \"on-demand\" or \"spot\"."
+  }
+
+  validation {
+    condition     = var.purchase_option == "on-demand" || var.warm_pool == null
+    error_message = "purchase_option = \"spot\" needs warm_pool = null: Auto Scaling has no warm pool for a group that launches Spot Instances or has a mixed instances policy (PutWarmPool API reference)."
+  }
+}
+
 variable "ami_id" {
   description = "AMI of the NAT instances. Null selects Amazon Linux 2023 (default kernel) for the architecture of `instance_type`, looked up once and held until `ami_refresh_key` changes. A custom AMI must provide bash, curl, the AWS CLI, iptables/nftables and systemd, and match the instance type's architecture."
   type        = string

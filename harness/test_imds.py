@@ -164,3 +164,19 @@ def test_target_lifecycle_state_is_served_once_set_and_follows_changes() -> None
         assert curl(ns, "-H", header, path) == (200, "Warmed:Stopped")
         imds.set_target_lifecycle_state("InService")
         assert curl(ns, "-H", header, path) == (200, "InService")
+
+
+def test_spot_notices_are_404_until_announced_then_served_as_ec2_writes_them() -> None:
+    with Namespace("t-imds-spot") as ns, ImdsServer(ns, IDENTITY) as imds:
+        header = f"X-aws-ec2-metadata-token: {token(ns)}"
+        action, rebalance = (
+            f"{BASE}/meta-data/spot/instance-action",
+            f"{BASE}/meta-data/events/recommendations/rebalance",
+        )
+        assert curl(ns, "-H", header, action)[0] == 404 and curl(ns, "-H", header, rebalance)[0] == 404
+        at = datetime(2026, 11, 29, 22, 2, 0, tzinfo=UTC)
+        imds.recommend_rebalance(at - timedelta(minutes=4))
+        assert curl(ns, "-H", header, rebalance) == (200, '{"noticeTime": "2026-11-29T21:58:00Z"}')
+        assert curl(ns, "-H", header, action)[0] == 404, "a rebalance recommendation is not a notice"
+        imds.announce_spot_interruption(at)
+        assert curl(ns, "-H", header, action) == (200, '{"action": "terminate", "time": "2026-11-29T22:02:00Z"}')

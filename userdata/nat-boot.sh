@@ -92,6 +92,9 @@ readonly TUNNEL_TABLE_BASE=4200
 readonly RECLAIM_WINDOW=120
 # Each round, for this long after its route step: a survivor's check and this boot's step crossed.
 readonly CROSSED_WINDOW=10
+# Spot: the watcher reads IMDS's interruption notice and rebalance recommendation this often (AWS
+# suggests every 5 s; the notice comes 2 min ahead). An on-demand instance just never gets either.
+readonly SPOT_CHECK_INTERVAL="${NAT_SPOT_CHECK_INTERVAL:-5}"
 
 # A later start has no user data: the configuration comes from the file the first boot wrote.
 if [[ -z "${NAT_ZONE:-}" && -r "${CONFIG_FILE}" ]]; then
@@ -1341,6 +1344,86 @@ reclaim_own_zone() {
   log "reclaim zone=${NAT_ZONE} tables=${taken[*]} from another zone's NAT (booted ${age} s ago)"
 }
 
+# --- Spot interruption (watch mode; README, "Spot instances") ----------------------------------
+
+spot_checked_at=0
+handed_over=0
+rebalance_seen=0
+
+# A new IMDSv2 token: the first lasts 900 s, the watcher runs for days.
+renew_imds_token() {
+  imds_token="$(curl --fail --silent --show-error --connect-timeout 2 --max-time 5 -X PUT \
+    -H "X-aws-ec2-metadata-token-ttl-seconds: 900" "${IMDS_ENDPOINT}/latest/api/token")" ||
+    log "could not renew the IMDS token"
+}
+
+# This instance's Spot notices, both paths in one curl (each 404 while EC2 has nothing to say), each
+# answer its body, a newline, its HTTP code and \x1e: "interruption <action> <time>",
+# "rebalance <time>", "expired" (the token) or "none" (a failed read too: tried again next time).
+spot_notice() {
+  local answer action rebalance
+  answer="$(curl --silent --connect-timeout 1 --max-time 2 -H "X-aws-ec2-metadata-token: ${imds_token}" \
+    --write-out $'\n%{http_code}\x1e' "${IMDS_ENDPOINT}/latest/meta-data/spot/instance-action" \
+    "${IMDS_ENDPOINT}/latest/meta-data/events/recommendations/rebalance")" || true
+  action="${answer%%$'\x1e'*}" rebalance="${answer#*$'\x1e'}"
+  rebalance="${rebalance%%$'\x1e'*}"
+  if [[ "${action##*$'\n'}" == 401 ]]; then
+    echo expired
+  elif [[ "${action##*$'\n'}" == 200 ]]; then
+    echo "interruption $(json_string action <<<"${action}") $(json_string time <<<"${action}")"
+  elif [[ "${rebalance##*$'\n'}" == 200 ]]; then
+    echo "rebalance $(json_string noticeTime <<<"${rebalance}")"
+  else
+    echo none
+  fi
+}
+
+# Every SPOT_CHECK_INTERVAL s: an interruption notice hands the routes over; a rebalance
+# recommendation is logged only (its replacement takes the routes at boot, handing over early would
+# only add a cross-zone period).
+check_spot() {
+  local notice
+  ((EPOCHSECONDS - spot_checked_at >= SPOT_CHECK_INTERVAL)) || return 0
+  spot_checked_at="${EPOCHSECONDS}"
+  notice="$(spot_notice)"
+  case "${notice}" in
+    expired) renew_imds_token ;;
+    interruption*) ((handed_over)) || hand_over "${notice#interruption }" ;;
+    rebalance*)
+      ((rebalance_seen)) || log "spot rebalance recommendation (${notice#rebalance }): staying until a notice"
+      rebalance_seen=1
+      ;;
+  esac
+}
+
+# Interruption notice ($1: "action time"): every table that targets this NAT (its zone's and any it
+# covers) goes to the NAT that would act for this zone, by successor_of among the peers seen alive;
+# then the watcher only waits for EC2 to take the instance.
+hand_over() {
+  local successor target table eni zone
+  local -a all=() own=() tables=() failed=()
+  successor="$(successor_of "${NAT_ZONE}")"
+  target="${peer_eni[${successor:-none}]:-}"
+  if [[ -z "${successor}" || "${successor}" == "${NAT_ZONE}" || -z "${target}" ]]; then
+    [[ "${last_decision[${NAT_ZONE}]:-}" == no-peer ]] ||
+      log "handover zone=${NAT_ZONE} rule=spot-interruption impossible: no live peer to hand to (notice $1)"
+    last_decision["${NAT_ZONE}"]=no-peer
+    return 0
+  fi
+  for zone in "${zones_sorted[@]}"; do
+    IFS=, read -r -a own <<<"${zone_tables[${zone}]}"
+    all+=("${own[@]}")
+  done
+  while read -r table eni; do
+    [[ "${eni}" != "${eni_id}" ]] || tables+=("${table}")
+  done < <(route_targets "${all[@]}")
+  # point_route targets eni_id: here, for these tables only, the successor's ENI.
+  ((${#tables[@]} == 0)) || mapfile -t failed < <(eni_id="${target}" point_route_tables "${tables[@]}")
+  log "handover zone=${NAT_ZONE} rule=spot-interruption to=${target} (${successor}) tables=${tables[*]:-none} failed=${failed[*]:-none} notice=$1"
+  ((${#failed[@]} > 0)) || handed_over=1
+  ((${#tables[@]} == 0)) || metrics_route_event "handover to ${successor}"
+}
+
 # A crash of the watcher is logged; systemd starts it again a second later.
 on_watch_error() {
   local status=$?
@@ -1389,6 +1472,7 @@ watch_round() {
   reclaim_own_zone "${CROSSED_WINDOW}"
   if ((EPOCHSECONDS - credentials_read_at >= CREDENTIALS_REFRESH_INTERVAL)) && [[ -z "${AWS_ACCESS_KEY_ID:-}" ]]; then
     api_key_id=""
+    renew_imds_token
     load_credentials >/dev/null && credentials_read_at="${EPOCHSECONDS}"
   fi
 }
@@ -1409,11 +1493,13 @@ watch_main() {
   read_identity
   credentials_read_at="${EPOCHSECONDS}"
   refresh_peers
-  reclaim_own_zone
+  check_spot # a watcher started again after a handover must not reclaim
+  ((handed_over)) || reclaim_own_zone
   log "watching ${peers_sorted[*]} every ${PROBE_INTERVAL} s through ${NAT_PROBE_TARGET}"
   while true; do
     started="${EPOCHREALTIME}"
-    watch_round
+    check_spot
+    ((handed_over)) || watch_round # handed over: no probing, no reclaiming until EC2 takes it
     sleep_rest_of_interval "${started}"
   done
 }

@@ -338,6 +338,24 @@ class ImdsServer(Resource):
         with self._lock:
             self._server.tree["meta-data"]["autoscaling"] = {"target-lifecycle-state": state}  # type: ignore[index]
 
+    def announce_spot_interruption(self, at: datetime, action: str = "terminate") -> None:
+        """``meta-data/spot/instance-action``: EC2 will ``action`` the instance at ``at`` (the two-minute
+        notice; EC2 user guide, "Spot Instance interruption notices"). 404 until this is called."""
+        document = json.dumps({"action": action, "time": at.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        self._set_metadata("spot", {"instance-action": document})
+
+    def recommend_rebalance(self, at: datetime) -> None:
+        """``meta-data/events/recommendations/rebalance``: the instance is at elevated risk of interruption
+        (EC2 user guide, "EC2 instance rebalance recommendations"). 404 until this is called."""
+        document = json.dumps({"noticeTime": at.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        self._set_metadata("events", {"recommendations": {"rebalance": document}})
+
+    def _set_metadata(self, key: str, subtree: Tree) -> None:
+        if self._server is None:
+            raise RuntimeError("IMDS is not started")
+        with self._lock:
+            self._server.tree["meta-data"][key] = subtree  # type: ignore[index]
+
     def close(self) -> None:
         """Stop serving and close the socket. Idempotent."""
         server, self._server = self._server, None

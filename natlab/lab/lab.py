@@ -30,6 +30,7 @@ from natlab.cloud.sandbox import InstanceSandbox
 from natlab.cloud.warm_pool import WARM
 from natlab.lab.emulator_races import apply_retrying_emulator_races
 from natlab.lab.settings import HarnessSettings
+from natlab.lab.spot import SpotInterruption, interrupt_spot
 from natlab.lab.terraform import TerraformWorkdir
 from natlab.lab.vpc_lookup import lab_vpc_id
 from natlab.report.timeline import REPLACEMENT_LAUNCHED, SOURCE_ASG, SOURCE_ROUTER, Timeline
@@ -374,6 +375,12 @@ class Lab(Resource):
             return instance
 
         return wait_until(serving, what=f"serving NAT in {zone}", timeout=timeout, interval=0.05, max_interval=0.5)
+
+    @contextlib.contextmanager
+    def interrupt_spot(self, zone: str) -> Iterator[SpotInterruption]:
+        """EC2's Spot interruption notice in ``zone``'s NAT, then its termination (natlab.lab.spot)."""
+        with interrupt_spot(self, zone) as interruption:
+            yield interruption
 
     # --- hooks from the parts (called from their threads) ------------------------------------
 

@@ -25,6 +25,7 @@ REPLACEMENT_BOOT_DELAY = 30.0
 #: Seconds the survivors may take to move the routes: probes (3 misses at 1 s) + the API confirm,
 #: with room for a loaded 2-core machine. A wait bound, not the measured figure (bench/ has that).
 TAKEOVER_WAIT = 20.0
+METRICS_COMMAND = ("/usr/local/sbin/nat-instance", "metrics")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -169,8 +170,9 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
-def watcher_pids(box: InstanceSandbox) -> list[int]:
-    """The watcher (``nat-instance watch`` under the unit's supervisor) and its long-lived children."""
+def watcher_pids(box: InstanceSandbox, command: tuple[str, ...] = WATCH_COMMAND) -> list[int]:
+    """The watcher (``nat-instance watch`` under the unit's supervisor) and its long-lived children;
+    ``command`` names another unit's (``METRICS_COMMAND``: the metrics loop)."""
     assert box.ns is not None
     found = []
     for pid in box.ns.pids():
@@ -181,7 +183,7 @@ def watcher_pids(box: InstanceSandbox) -> list[int]:
         except (OSError, ValueError):
             continue
         words = tuple(a.decode(errors="replace") for a in argv)
-        if words[-2:] == WATCH_COMMAND and b"supervisor" in parent_argv:
+        if words[-2:] == command and b"supervisor" in parent_argv:
             found.append(pid)
     children = []
     for pid in box.ns.pids():
@@ -194,9 +196,9 @@ def watcher_pids(box: InstanceSandbox) -> list[int]:
     return found + children
 
 
-def watcher_cost(box: InstanceSandbox, seconds: float = 30.0) -> WatcherCost:
-    """CPU and memory of one NAT's watcher over ``seconds`` of steady state (read from /proc)."""
-    pids = watcher_pids(box)
+def watcher_cost(box: InstanceSandbox, seconds: float = 30.0, command: tuple[str, ...] = WATCH_COMMAND) -> WatcherCost:
+    """CPU and memory of one NAT's watcher (or the unit running ``command``) over ``seconds`` (/proc)."""
+    pids = watcher_pids(box, command)
     if not pids:
         raise AssertionError(f"no watcher process in {box.identity.instance_id}")
     before = {pid: _stat_cpu_ticks(pid) for pid in pids}
