@@ -113,3 +113,17 @@ def test_a_peer_covering_another_zone_keeps_its_own_address(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     calls = (tmp_path / "calls").read_text().split()
     assert "AssociateAddress" not in calls and calls[0] == "ReplaceRoute", calls
+
+
+def test_a_zones_first_nat_is_not_held_down_but_one_given_back_is():
+    # "none" is the never-attached placeholder the routes start at: a first NAT took nothing back, so
+    # peer-not-forwarding must stay armed for it (a standby that starts before its NAT saw exactly this).
+    setup = "parse_peers; record_covering() { :; }"
+    first = stdout_of(
+        f"{setup}; note_owner {ZONE} none eni-p; note_owner {ZONE} own eni-1; echo held=${{holddown_until[{ZONE}]:-0}}"
+    )
+    assert "held=0" in first and "hold-down" not in first
+    back = stdout_of(
+        f"{setup}; note_owner {ZONE} me eni-s; note_owner {ZONE} own eni-2; echo held=${{holddown_until[{ZONE}]:-0}}"
+    )
+    assert "held=0" not in back and f"give-back zone={ZONE}" in back and f"hold-down zone={ZONE}" in back

@@ -1114,8 +1114,9 @@ note_owner() {
   if [[ "${previous}" == me && "${owner}" != me ]]; then
     log "give-back zone=${zone} routes now on ${eni} (${owner})"
   fi
-  # A zone back on a NAT of its own after being covered: its new NAT gets time to settle in.
-  if [[ "${owner}" == own && -n "${previous}" && "${previous}" != own ]]; then
+  # A zone back on a NAT of its own after being covered: its new NAT gets time to settle in. A zone's
+  # first NAT (after "none", the never-attached placeholder) was not covered: nothing was given back.
+  if [[ "${owner}" == own && -n "${previous}" && "${previous}" != own && "${previous}" != none ]]; then
     holddown_until["${zone}"]=$((EPOCHSECONDS + GIVE_BACK_HOLDDOWN))
     log "hold-down zone=${zone} ${GIVE_BACK_HOLDDOWN} s: peer-not-forwarding will not fire for it"
   fi
