@@ -82,6 +82,7 @@ def test_the_standby_takes_the_elastic_ip_then_the_routes_then_marks_the_nat(tmp
         'aws_query() { echo "$2" >>"${CALLS}"; }\n'
         'route_targets() { printf "%s eni-dead\\n" "$@"; }\n'
         "metrics_route_event() { :; }\n"
+        "record_covering() { :; }\n"  # it writes /run/nat-instance: the host's, outside a sandbox
     )
     setup = "parse_peers; eni_id=eni-standby; peer_eni[us-east-1a]=eni-dead; peer_instance[us-east-1a]=i-dead"
     result = standby_functions(
@@ -99,7 +100,10 @@ def test_the_standby_takes_the_elastic_ip_then_the_routes_then_marks_the_nat(tmp
 
 def test_a_peer_covering_another_zone_keeps_its_own_address(tmp_path: Path):
     # With peers, a survivor covers another zone with its own address: no Elastic IP call.
-    stubs = 'aws_query() { echo "$2" >>"${CALLS}"; }\nroute_targets() { printf "%s eni-dead\\n" "$@"; }\n'
+    stubs = (
+        'aws_query() { echo "$2" >>"${CALLS}"; }\nroute_targets() { printf "%s eni-dead\\n" "$@"; }\n'
+        "record_covering() { :; }\n"
+    )
     peers = f"{PEERS} us-east-1b:egress-us-east-1b:rtb-0300000000000000"
     setup = "parse_peers; eni_id=eni-a; peer_eni[us-east-1b]=eni-dead; peer_instance[us-east-1b]=i-dead"
     result = standby_functions(
