@@ -1335,8 +1335,7 @@ take_over() {
     refresh_peers
     return 0
   fi
-  # A standby takes the zone's Elastic IP first: the zone keeps its egress address while covered.
-  [[ "${NAT_ROLE}" != standby ]] || associate_elastic_ip || log "could not move the elastic ip here"
+  [[ "${NAT_ROLE}" != standby ]] || take_elastic_ip || log "could not move elastic ip ${NAT_EIP_ALLOCATION_ID} here"
   mapfile -t failed < <(point_route_tables "${tables[@]}")
   log "takeover zone=${zone} rule=${rule} tables=${tables[*]} from=${dead_eni} to=${eni_id} failed=${failed[*]:-none}"
   if [[ "${verdict}" == "dead terminated" || "${verdict}" == "dead shutting-down" || "${verdict}" == "dead gone" ]]; then
@@ -1352,6 +1351,15 @@ take_over() {
     note_owner "${other}" me "${eni_id}"
   done
   metrics_route_event "takeover of ${carried[*]}"
+}
+
+# A standby takes the zone's Elastic IP before its routes: the zone keeps its egress address while
+# covered. One call (where it was does not matter: the zone's replacement takes it back at boot).
+take_elastic_ip() {
+  [[ -n "${NAT_EIP_ALLOCATION_ID}" ]] || return 0
+  aws_query ec2 AssociateAddress "AllocationId=${NAT_EIP_ALLOCATION_ID}" "NetworkInterfaceId=${eni_id}" \
+    AllowReassociation=true >/dev/null
+  log "elastic ip ${NAT_EIP_ALLOCATION_ID} -> ${eni_id}"
 }
 
 # A survivor that took this zone over just as this instance booted (its check of the routes and
