@@ -130,3 +130,21 @@ def test_a_zones_first_nat_is_not_held_down_but_one_given_back_is():
         f"{setup}; note_owner {ZONE} me eni-s; note_owner {ZONE} own eni-2; echo held=${{holddown_until[{ZONE}]:-0}}"
     )
     assert "held=0" not in back and f"give-back zone={ZONE}" in back and f"hold-down zone={ZONE}" in back
+
+
+def test_a_refused_elastic_ip_move_is_logged_and_the_routes_still_move(tmp_path: Path):
+    stubs = (
+        'aws_query() { echo "$2" >>"${CALLS}"; [[ "$2" != AssociateAddress ]]; }\n'
+        'route_targets() { printf "%s eni-dead\\n" "$@"; }\n'
+        "record_covering() { :; }\n"
+    )
+    setup = "parse_peers; eni_id=eni-standby; peer_eni[us-east-1a]=eni-dead; peer_instance[us-east-1a]=i-dead"
+    result = standby_functions(
+        f"{stubs}{setup}\ntake_over us-east-1a peer-dead 'dead stopped'",
+        NAT_EIP_ALLOCATION_ID="eipalloc-0123456789abcdef0",
+        CALLS=str(tmp_path / "calls"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "could not move elastic ip eipalloc-0123456789abcdef0 here" in result.stdout
+    assert "-> eni-standby" not in result.stdout.split("could not move")[0]
+    assert (tmp_path / "calls").read_text().split().count("ReplaceRoute") == 2

@@ -1358,7 +1358,7 @@ take_over() {
 take_elastic_ip() {
   [[ -n "${NAT_EIP_ALLOCATION_ID}" ]] || return 0
   aws_query ec2 AssociateAddress "AllocationId=${NAT_EIP_ALLOCATION_ID}" "NetworkInterfaceId=${eni_id}" \
-    AllowReassociation=true >/dev/null
+    AllowReassociation=true >/dev/null || return 1 # called in a || list: errexit does not apply
   log "elastic ip ${NAT_EIP_ALLOCATION_ID} -> ${eni_id}"
 }
 
@@ -1470,7 +1470,8 @@ watch_main() {
   done
 }
 
-# First boot (user data, no argument): prepare, then serve unless going into a warm pool.
+# First boot (user data, no argument): prepare, then serve unless going into a warm pool (or a
+# standby: prepared, it only watches).
 # Later start (the unit, "start"): load the persisted settings, then serve if Auto Scaling puts this
 # instance in service and the routes are not already here.
 main() {
