@@ -29,28 +29,39 @@ locals {
   # zone's group and route tables, "zone:group:rtb,rtb" sorted by zone; the
   # timings are the watcher's (seconds). One zone has no peer to watch.
   takeover_on = var.takeover == "peers" && length(var.zones) > 1
-  takeover_peers = join(" ", [
-    for zone in sort(keys(var.zones)) : "${zone}:${local.asg_names[zone]}:${join(",", values(var.zones[zone].private_route_tables))}"
-  ])
+  takeover_zone_peers = {
+    for zone in keys(var.zones) : zone => "${zone}:${local.asg_names[zone]}:${join(",", values(var.zones[zone].private_route_tables))}"
+  }
+  takeover_peers = join(" ", [for zone in sort(keys(var.zones)) : local.takeover_zone_peers[zone]])
+
+  # Every group of one instance: each zone's NAT and, with takeover = "standby", the zone's standby
+  # (README, "Standby"), keyed "<zone>-standby". Role, launch template and group are per group.
+  standby_on        = var.takeover == "standby"
+  standby_asg_names = local.standby_on ? { for zone in keys(var.zones) : zone => "${var.name}-${zone}-standby" } : {}
+  groups = merge(
+    { for zone, name in local.asg_names : zone => { zone = zone, role = "active", name = name } },
+    { for zone, name in local.standby_asg_names : "${zone}-standby" => { zone = zone, role = "standby", name = name } },
+  )
   takeover_probe_target = coalesce(var.takeover_probe_target, "ec2.${local.region}.amazonaws.com:443")
 
   # Exactly the template variables of userdata/user-data.sh.tftpl (see
   # docs/design.md): plain strings, lists joined with one space, "" for "off".
   # values() lists a zone's route table IDs in lexical order of their keys.
   user_data_vars = {
-    for zone, config in var.zones : zone => {
-      zone                   = zone
-      asg_name               = local.asg_names[zone]
-      route_table_ids        = join(" ", values(config.private_route_tables))
+    for key, group in local.groups : key => {
+      zone                   = group.zone
+      asg_name               = group.name
+      route_table_ids        = join(" ", values(var.zones[group.zone].private_route_tables))
       route_destination      = var.route_destination_cidr
       served_cidrs           = join(" ", local.served_cidrs)
-      eip_allocation_id      = lookup(local.eip_allocation_ids, zone, "")
+      eip_allocation_id      = lookup(local.eip_allocation_ids, group.zone, "")
       lifecycle_hook_name    = var.launch_lifecycle_hook ? local.lifecycle_hook_name : ""
       notification_topic_arn = var.notification_topic_arn == null ? "" : var.notification_topic_arn
       metrics_namespace      = var.metrics_namespace == null ? "" : var.metrics_namespace
-      takeover               = local.takeover_on ? "peers" : "off"
-      peers                  = local.takeover_on ? local.takeover_peers : ""
-      probe_target           = local.takeover_on ? local.takeover_probe_target : ""
+      takeover               = local.standby_on ? "standby" : local.takeover_on ? "peers" : "off"
+      role                   = group.role
+      peers                  = local.takeover_on ? local.takeover_peers : group.role == "standby" ? local.takeover_zone_peers[group.zone] : ""
+      probe_target           = local.takeover_on || group.role == "standby" ? local.takeover_probe_target : ""
       boot_script            = file("${path.module}/userdata/nat-boot.sh")
     }
   }
@@ -59,7 +70,7 @@ locals {
   # line), sent gzip-compressed: EC2 takes 16 KB of user data at most, and the commented script
   # alone is several times that (natlab/module/user_data_payload.py applies the same rule).
   user_data_text = {
-    for zone, vars in local.user_data_vars : zone => replace(
+    for key, vars in local.user_data_vars : key => replace(
       templatefile("${path.module}/userdata/user-data.sh.tftpl", vars), "/(?m)^[ \\t]*#([^!\\n].*)?\\n/", ""
     )
   }
@@ -120,12 +131,13 @@ locals {
     autoscaling = "arn:${local.partition}:autoscaling:${local.region}:${local.account_id}"
   }
 
-  # One role per zone: a NAT can touch only its own zone's route tables,
-  # Elastic IP, interfaces and group, never another zone's. Built with
+  # One role per group: a NAT can touch only its own zone's route tables,
+  # Elastic IP, interfaces and group, never another zone's; a standby only
+  # what its takeover needs. Built with
   # jsonencode rather than data "aws_iam_policy_document" so that `terraform
   # test` with a mocked provider sees the real document. Only read-only
   # Describe* calls, which support no resource scoping, use "*".
-  iam_policy_statements = { for zone, config in var.zones : zone => [for candidate in [
+  iam_policy_statements = { for key, group in local.groups : key => [for candidate in [
     {
       wanted = true
       statement = {
@@ -143,7 +155,7 @@ locals {
     {
       # A peer's state and status checks before a takeover; read-only, so
       # like the other Describe* calls it supports no resource scoping.
-      wanted = local.takeover_on
+      wanted = local.takeover_on || group.role == "standby"
       statement = {
         Sid      = "DescribePeerStatus"
         Effect   = "Allow"
@@ -176,12 +188,23 @@ locals {
       }
     },
     {
+      # A standby's takeover: its zone's NAT, and nothing else.
+      wanted = group.role == "standby"
+      statement = {
+        Sid      = "MarkOwnZonesNatUnhealthy"
+        Effect   = "Allow"
+        Action   = ["autoscaling:SetInstanceHealth"]
+        Resource = ["${local.arn_prefix.autoscaling}:autoScalingGroup:*:autoScalingGroupName/${local.asg_names[group.zone]}"]
+      }
+    },
+    {
+      # The routes exist (Terraform made them): a standby only replaces their target.
       wanted = true
       statement = {
-        Sid      = "PointOwnZonesPrivateRoutesAtThisInstance"
+        Sid      = group.role == "standby" ? "TakeOverOwnZonesPrivateRoutes" : "PointOwnZonesPrivateRoutesAtThisInstance"
         Effect   = "Allow"
-        Action   = ["ec2:CreateRoute", "ec2:ReplaceRoute"]
-        Resource = sort([for rtb in values(config.private_route_tables) : "${local.arn_prefix.ec2}:route-table/${rtb}"])
+        Action   = group.role == "standby" ? ["ec2:ReplaceRoute"] : ["ec2:CreateRoute", "ec2:ReplaceRoute"]
+        Resource = sort([for rtb in values(var.zones[group.zone].private_route_tables) : "${local.arn_prefix.ec2}:route-table/${rtb}"])
       }
     },
     {
@@ -196,29 +219,29 @@ locals {
         Resource = ["${local.arn_prefix.ec2}:instance/*", "${local.arn_prefix.ec2}:network-interface/*"]
         Condition = {
           StringEquals = {
-            "ec2:ResourceTag/${local.group_tag_key}" = local.asg_names[zone]
+            "ec2:ResourceTag/${local.group_tag_key}" = group.name
             "ec2:Attribute/SourceDestCheck"          = "false"
           }
         }
       }
     },
     {
-      wanted = contains(keys(local.eip_allocation_ids), zone)
+      wanted = contains(keys(local.eip_allocation_ids), group.zone)
       statement = {
         Sid      = "AssociateOwnZonesElasticIp"
         Effect   = "Allow"
         Action   = ["ec2:AssociateAddress"]
-        Resource = ["${local.arn_prefix.ec2}:elastic-ip/${lookup(local.eip_allocation_ids, zone, "")}"]
+        Resource = ["${local.arn_prefix.ec2}:elastic-ip/${lookup(local.eip_allocation_ids, group.zone, "")}"]
       }
     },
     {
-      wanted = contains(keys(local.eip_allocation_ids), zone)
+      wanted = contains(keys(local.eip_allocation_ids), group.zone)
       statement = {
         Sid       = "AssociateElasticIpWithOwnInterface"
         Effect    = "Allow"
         Action    = ["ec2:AssociateAddress"]
         Resource  = ["${local.arn_prefix.ec2}:instance/*", "${local.arn_prefix.ec2}:network-interface/*"]
-        Condition = { StringEquals = { "ec2:ResourceTag/${local.group_tag_key}" = local.asg_names[zone] } }
+        Condition = { StringEquals = { "ec2:ResourceTag/${local.group_tag_key}" = group.name } }
       }
     },
     {
@@ -227,7 +250,7 @@ locals {
         Sid      = "CompleteOwnLaunchLifecycleAction"
         Effect   = "Allow"
         Action   = ["autoscaling:CompleteLifecycleAction"]
-        Resource = ["${local.arn_prefix.autoscaling}:autoScalingGroup:*:autoScalingGroupName/${local.asg_names[zone]}"]
+        Resource = ["${local.arn_prefix.autoscaling}:autoScalingGroup:*:autoScalingGroupName/${group.name}"]
       }
     },
     {
@@ -255,10 +278,10 @@ locals {
 }
 
 resource "aws_iam_role" "this" {
-  for_each = var.zones
+  for_each = local.groups
 
-  name_prefix          = "${local.asg_names[each.key]}-"
-  description          = "NAT instances of ${local.asg_names[each.key]}: point the zone's private routes and Elastic IP at themselves."
+  name_prefix          = "${each.value.name}-"
+  description          = "NAT instances of ${each.value.name}: point the zone's private routes and Elastic IP at themselves."
   permissions_boundary = var.iam_role_permissions_boundary
 
   assume_role_policy = jsonencode({
@@ -272,13 +295,13 @@ resource "aws_iam_role" "this" {
     ]
   })
 
-  tags = merge(var.tags, { Name = local.asg_names[each.key] })
+  tags = merge(var.tags, { Name = each.value.name })
 }
 
 resource "aws_iam_role_policy" "this" {
-  for_each = var.zones
+  for_each = local.groups
 
-  name_prefix = "${local.asg_names[each.key]}-"
+  name_prefix = "${each.value.name}-"
   role        = aws_iam_role.this[each.key].id
 
   policy = jsonencode({
@@ -288,19 +311,19 @@ resource "aws_iam_role_policy" "this" {
 }
 
 resource "aws_iam_role_policy_attachment" "ssm" {
-  for_each = var.ssm_access ? var.zones : {}
+  for_each = var.ssm_access ? local.groups : {}
 
   role       = aws_iam_role.this[each.key].name
   policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 
 resource "aws_iam_instance_profile" "this" {
-  for_each = var.zones
+  for_each = local.groups
 
-  name_prefix = "${local.asg_names[each.key]}-"
+  name_prefix = "${each.value.name}-"
   role        = aws_iam_role.this[each.key].name
 
-  tags = merge(var.tags, { Name = local.asg_names[each.key] })
+  tags = merge(var.tags, { Name = each.value.name })
 }
 
 ################################################################################
@@ -325,7 +348,7 @@ resource "aws_security_group" "this" {
   }
 
   dynamic "ingress" {
-    for_each = local.takeover_on ? ["vxlan"] : []
+    for_each = local.takeover_on || local.standby_on ? ["vxlan"] : []
 
     content {
       description = "Takeover probes: VXLAN tunnels between the NATs of this group (UDP 4789)"
@@ -418,10 +441,10 @@ data "aws_ami" "this" {
 }
 
 resource "aws_launch_template" "this" {
-  for_each = var.zones
+  for_each = local.groups
 
-  name                   = local.asg_names[each.key]
-  description            = "NAT instance of ${local.asg_names[each.key]}"
+  name                   = each.value.name
+  description            = "NAT instance of ${each.value.name}"
   image_id               = data.aws_ami.this.id
   instance_type          = local.instance_types[0]
   key_name               = var.key_name
@@ -476,13 +499,13 @@ resource "aws_launch_template" "this" {
     content {
       resource_type = tag_specifications.key
       tags = merge(var.tags, {
-        Name                  = local.asg_names[each.key]
-        (local.group_tag_key) = local.asg_names[each.key]
+        Name                  = each.value.name
+        (local.group_tag_key) = each.value.name
       })
     }
   }
 
-  tags = merge(var.tags, { Name = local.asg_names[each.key] })
+  tags = merge(var.tags, { Name = each.value.name })
 
   lifecycle {
     precondition {
@@ -525,13 +548,13 @@ locals {
 }
 
 resource "aws_autoscaling_group" "this" {
-  for_each = var.zones
+  for_each = local.groups
 
-  name                      = local.asg_names[each.key]
+  name                      = each.value.name
   min_size                  = 1
   max_size                  = 1
   desired_capacity          = 1
-  vpc_zone_identifier       = [each.value.public_subnet_id]
+  vpc_zone_identifier       = [var.zones[each.value.zone].public_subnet_id]
   health_check_type         = "EC2"
   health_check_grace_period = local.health_check_grace_period
   force_delete_warm_pool    = true
@@ -591,7 +614,7 @@ resource "aws_autoscaling_group" "this" {
   # Prepared instances wait stopped; a replacement starts one instead of a
   # cold launch (README, "Warm pool"). On destroy its instances go with it.
   dynamic "warm_pool" {
-    for_each = var.warm_pool == null ? [] : [var.warm_pool]
+    for_each = var.warm_pool == null || each.value.role == "standby" ? [] : [var.warm_pool]
 
     content {
       pool_state = warm_pool.value.pool_state
@@ -626,7 +649,7 @@ resource "aws_autoscaling_group" "this" {
   }
 
   dynamic "tag" {
-    for_each = merge(var.tags, { Name = local.asg_names[each.key] })
+    for_each = merge(var.tags, { Name = each.value.name })
 
     content {
       key                 = tag.key

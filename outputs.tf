@@ -1,10 +1,15 @@
 output "autoscaling_group_names" {
   description = "Name of each zone's Auto Scaling group, keyed by availability zone."
-  value       = tomap({ for zone, asg in aws_autoscaling_group.this : zone => asg.name })
+  value       = tomap({ for zone in keys(var.zones) : zone => aws_autoscaling_group.this[zone].name })
+}
+
+output "standby_autoscaling_group_names" {
+  description = "Name of each zone's standby Auto Scaling group, keyed by availability zone; empty unless `takeover` is `standby`."
+  value       = tomap({ for zone, name in local.standby_asg_names : zone => aws_autoscaling_group.this["${zone}-standby"].name })
 }
 
 output "launch_template_ids" {
-  description = "ID of each zone's launch template, keyed by availability zone."
+  description = "ID of each zone's launch template, keyed by availability zone (a standby's by `<zone>-standby`)."
   value       = tomap({ for zone, template in aws_launch_template.this : zone => template.id })
 }
 
@@ -14,17 +19,17 @@ output "security_group_id" {
 }
 
 output "iam_role_arns" {
-  description = "ARN of each zone's IAM role (the NAT instances of a zone run as their own role), keyed by availability zone."
+  description = "ARN of each zone's IAM role (the NAT instances of a zone run as their own role), keyed by availability zone (a standby's by `<zone>-standby`)."
   value       = tomap({ for zone, role in aws_iam_role.this : zone => role.arn })
 }
 
 output "iam_role_names" {
-  description = "Name of each zone's IAM role, keyed by availability zone, to attach further policies."
+  description = "Name of each zone's IAM role, keyed by availability zone (a standby's by `<zone>-standby`), to attach further policies."
   value       = tomap({ for zone, role in aws_iam_role.this : zone => role.name })
 }
 
 output "instance_profile_arns" {
-  description = "ARN of each zone's instance profile, keyed by availability zone."
+  description = "ARN of each zone's instance profile, keyed by availability zone (a standby's by `<zone>-standby`)."
   value       = tomap({ for zone, profile in aws_iam_instance_profile.this : zone => profile.arn })
 }
 
@@ -57,7 +62,7 @@ output "metrics_dashboard_name" {
 }
 
 output "rendered_user_data" {
-  description = "The user data each zone's NAT instances boot, as text (the launch template holds it gzip-compressed), keyed by availability zone: what to read when reviewing a change. Sensitive only to keep it out of the apply log."
+  description = "The user data each zone's NAT instances boot, as text (the launch template holds it gzip-compressed), keyed by availability zone (a standby's by `<zone>-standby`): what to read when reviewing a change. Sensitive only to keep it out of the apply log."
   value       = local.user_data_text
   sensitive   = true
 }

@@ -119,14 +119,14 @@ variable "elastic_ip" {
 }
 
 variable "takeover" {
-  description = "What the NATs do for each other: `peers` makes every NAT probe the other zones' NATs through themselves about every second and take a dead or hung zone's routes over within seconds, until that zone's replacement takes them back (README, \"Seconds-level failover\"); with one zone it does nothing. `off`: each zone waits for its own replacement."
+  description = "What covers a failed NAT until its replacement serves: `peers` makes every NAT probe the other zones' NATs through themselves about every second and take a dead or hung zone's routes over within seconds, until that zone's replacement takes them back (README, \"Seconds-level failover\"); with one zone it does nothing. `standby` gives every zone a second group of one (`<name>-<zone>-standby`) whose instance boots prepared, serves nothing, and takes its zone's routes and Elastic IP over when the zone's NAT fails (README, \"Standby\"; one more instance per zone). `off`: each zone waits for its own replacement."
   type        = string
   default     = "peers"
   nullable    = false
 
   validation {
-    condition     = contains(["peers", "off"], var.takeover)
-    error_message = "takeover must be one of \"peers\" or \"off\"."
+    condition     = contains(["peers", "standby", "off"], var.takeover)
+    error_message = "takeover must be one of \"peers\", \"standby\" or \"off\"."
   }
 }
 

@@ -41,6 +41,7 @@ from natlab.lab.open import (
     new_run_id,
     open_backend,
     open_lab,
+    standby_lab_config,
     vpc_nat_lab,
 )
 from natlab.lab.settings import OPTION_GROUP, HarnessSettings, SettingsError
@@ -55,7 +56,7 @@ LAB = pytest.StashKey[Lab]()
 PROGRESS = pytest.StashKey[logging.Handler]()
 #: The ``user_properties`` key under which a failover's timeline text travels with its test report.
 TIMELINE_PROPERTY = "natlab_failover_timeline"
-LAB_FIXTURES = ("one_zone_lab", "three_zone_lab")
+LAB_FIXTURES = ("one_zone_lab", "three_zone_lab", "standby_lab")
 PROGRESS_LOGGER = "natlab.lab.terraform"
 
 RecordFailover = Callable[[Lab, FailoverResult, str], None]
@@ -164,13 +165,20 @@ def three_zone_lab(backend: Backend, settings: HarnessSettings, run_id: str) -> 
     yield from _open_lab(backend, settings, run_id, "natlab-3z", THREE_ZONES)
 
 
+@pytest.fixture(scope="module")
+def standby_lab(backend: Backend, settings: HarnessSettings, run_id: str) -> Iterator[Lab]:
+    """One zone whose NAT has a standby (module input ``takeover = "standby"``)."""
+    yield from _open_lab(backend, settings, run_id, "natlab-sb", ONE_ZONE, standby=True)
+
+
 def _open_lab(
-    backend: Backend, settings: HarnessSettings, run_id: str, name: str, zones: tuple[str, ...]
+    backend: Backend, settings: HarnessSettings, run_id: str, name: str, zones: tuple[str, ...], standby: bool = False
 ) -> Iterator[Lab]:
     reason = lab_unavailable_reason(backend)
     if reason:
         pytest.skip(reason)
-    with open_lab(vpc_nat_lab(name, zones), settings, backend=backend, run_id=run_id) as lab:
+    config = standby_lab_config(name, zones) if standby else vpc_nat_lab(name, zones)
+    with open_lab(config, settings, backend=backend, run_id=run_id) as lab:
         yield lab
 
 

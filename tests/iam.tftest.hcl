@@ -427,3 +427,17 @@ run "takeover_with_one_zone_adds_nothing" {
     error_message = "With one zone the NATs' group needs no VXLAN rule."
   }
 }
+
+run "standby_roles_stay_in_their_zone" {
+  command = plan
+
+  variables {
+    takeover   = "standby"
+    elastic_ip = "create"
+  }
+
+  assert {
+    condition     = keys(aws_iam_role_policy.this) == ["eu-west-1a", "eu-west-1a-standby", "eu-west-1b", "eu-west-1b-standby"]
+    error_message = "With a standby every zone has two roles: its NAT's and its standby's (tests/test_iam_policy.py lints both)."
+  }
+}

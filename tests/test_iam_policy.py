@@ -206,8 +206,8 @@ def test_each_zones_role_touches_only_its_own_zone(planned_plans: dict[str, dict
         for change in plan.get("resource_changes", []):
             if not change["address"].startswith(f"{POLICY_ADDRESS}["):
                 continue
-            zone = change["index"]
-            others = [name for other, name in groups.items() if other != zone]
+            zone = change["index"].removesuffix("-standby")  # a standby's role belongs to its zone
+            others = [name for other, name in groups.items() if other.removesuffix("-standby") != zone]
             others += [table for other, table in _route_tables(plan) if other != zone]
             statements = _statements(json.loads(change["change"]["after"]["policy"]))
             for statement in statements:

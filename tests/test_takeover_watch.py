@@ -147,7 +147,8 @@ def test_the_api_verdict_on_a_peer(answer: str, fails: bool, verdict: str):
 @pytest.mark.parametrize(
     ("env", "named"),
     [
-        ({"NAT_TAKEOVER": "standby"}, "NAT_TAKEOVER='standby' is malformed: it must be peers or off"),
+        ({"NAT_TAKEOVER": "hot-spare"}, "NAT_TAKEOVER='hot-spare' is malformed: it must be peers, standby or off"),
+        ({"NAT_ROLE": "standby"}, "NAT_ROLE='standby' is malformed: it must be active (standby only with"),
         ({"NAT_PROBE_TARGET": "ec2.us-east-1.amazonaws.com"}, "NAT_PROBE_TARGET"),
         ({"NAT_PEERS": "us-east-1a:g:subnet-1"}, "NAT_PEERS='us-east-1a:g:subnet-1' is malformed"),
     ],

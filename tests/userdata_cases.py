@@ -1,4 +1,4 @@
-"""Configurations the user data is rendered for: 1 and 3 zones, with and without EIP, SNS topic and hook."""
+"""Configurations the user data is rendered for: 1 and 3 zones, with and without EIP, topic and hook; standbys."""
 
 from __future__ import annotations
 
@@ -36,4 +36,16 @@ def cases() -> dict[str, list[dict]]:
                 for config in configs:
                     config.update(takeover="peers" if features else "off", peers=peers, probe_target=PROBE_TARGET)
                 out[name] = configs
+    # A standby per zone (takeover "standby"): each zone's NAT (role active) and its standby.
+    actives = [_zone_config(zone, i, eip=True, topic=True, hook=True, tables=1 + i) for i, zone in enumerate(ZONES)]
+    peers = {c["zone"]: (c["asg_name"], c["route_table_ids"]) for c in actives}
+    standbys = [{**c, "asg_name": f"{c['asg_name']}-standby", "role": "standby"} for c in actives]
+    for config in actives + standbys:
+        config.update(takeover="standby", peers=peers, probe_target=PROBE_TARGET)
+    out["3z-eip-standby"] = actives + standbys
     return out
+
+
+def group_key(config: dict) -> str:
+    """The module's key of a config's group: the zone, or ``<zone>-standby`` for a standby."""
+    return f"{config['zone']}-standby" if config.get("role") == "standby" else config["zone"]

@@ -174,7 +174,7 @@ run "rejects_unknown_takeover_mode" {
   command = plan
 
   variables {
-    takeover = "standby"
+    takeover = "hot-spare"
   }
 
   expect_failures = [var.takeover]

@@ -67,7 +67,7 @@ readonly METRICS_UNIT_FILE="/etc/systemd/system/nat-instance-metrics.service"
 readonly METRICS_INTERVAL="${NAT_METRICS_INTERVAL:-60}"
 # Zones this NAT covers besides its own, written by whatever moves another zone's routes here.
 readonly COVERING_FILE="/run/nat-instance/covering"
-# Takeover (NAT_TAKEOVER=peers): the watcher, a second unit running this script in "watch" mode.
+# Takeover (NAT_TAKEOVER=peers, or a standby's): the watcher, a second unit running this script in "watch" mode.
 readonly WATCH_UNIT_FILE="/etc/systemd/system/nat-instance-watch.service"
 readonly WATCH_LOG_FILE="${NAT_WATCH_LOG_FILE:-/var/log/nat-instance-watch.log}"
 # One probe per peer about every second; a peer is suspect after 3 misses in a row. The API then
@@ -112,6 +112,7 @@ NAT_LIFECYCLE_HOOK_NAME="${NAT_LIFECYCLE_HOOK_NAME:-}"
 NAT_NOTIFICATION_TOPIC_ARN="${NAT_NOTIFICATION_TOPIC_ARN:-}"
 NAT_METRICS_NAMESPACE="${NAT_METRICS_NAMESPACE:-}"
 NAT_TAKEOVER="${NAT_TAKEOVER:-off}"
+NAT_ROLE="${NAT_ROLE:-active}"
 NAT_PEERS="${NAT_PEERS:-}"
 NAT_PROBE_TARGET="${NAT_PROBE_TARGET:-}"
 
@@ -162,7 +163,7 @@ on_error() {
   log "error line=${line} status=${status}"
   if ((committed)); then
     log "routes already point at ${eni_id}: staying in service"
-    if [[ "${NAT_TAKEOVER}" == peers ]]; then # it serves: it watches the other zones too
+    if watches; then # it serves: it watches the other zones too
       start_watcher || log "could not start the watcher"
     fi
     notify "NAT ${instance_id} in ${NAT_ZONE} serves the zone, but step ${current_step} failed (status ${status}); see ${LOG_FILE}"
@@ -237,11 +238,13 @@ check_config() {
   return "${bad}"
 }
 
-# The takeover settings: a mode, and with "peers" every zone's group and tables and a probe target.
+# The takeover settings: a mode and a role; a watcher needs its zones' groups and tables and a probe target.
 check_takeover_config() {
-  local bad=0 value
-  config_matches NAT_TAKEOVER "${NAT_TAKEOVER}" '^(peers|off)$' "peers or off" || return 1
-  [[ "${NAT_TAKEOVER}" == peers ]] || return 0
+  local bad=0 value roles='^active$'
+  config_matches NAT_TAKEOVER "${NAT_TAKEOVER}" '^(peers|standby|off)$' "peers, standby or off" || return 1
+  [[ "${NAT_TAKEOVER}" != standby ]] || roles='^(active|standby)$'
+  config_matches NAT_ROLE "${NAT_ROLE}" "${roles}" "active (standby only with NAT_TAKEOVER=standby)" || return 1
+  watches || return 0
   config_matches NAT_PROBE_TARGET "${NAT_PROBE_TARGET}" '^[A-Za-z0-9.-]+:[0-9]{1,5}$' "host:port" || bad=1
   config_matches NAT_PEERS "${NAT_PEERS}" '[^[:space:]]' "zone:group:rtb,... for every zone" || bad=1
   for value in ${NAT_PEERS}; do
@@ -249,6 +252,11 @@ check_takeover_config() {
       "zone:group:rtb-...[,rtb-...] entries such as us-east-1a:egress-us-east-1a:rtb-0123456789abcdef0" || bad=1
   done
   return "${bad}"
+}
+
+# True when this instance runs the watcher: every NAT with peers, only the standby with a standby.
+watches() {
+  [[ "${NAT_TAKEOVER}" == peers || "${NAT_ROLE}" == standby ]]
 }
 
 # True when $2 (the value of variable $1) matches the regex $3; else logs what $1 must be ($4).
@@ -439,8 +447,8 @@ configure_masquerade() {
   local cidrs
   local -a served
   read -r -a served <<<"${NAT_SERVED_CIDRS}"
-  if [[ "${NAT_TAKEOVER}" == peers ]]; then
-    served+=("${TUNNEL_RANGE}") # a peer's probes leave through here like client traffic
+  if [[ "${NAT_TAKEOVER}" != off ]]; then
+    served+=("${TUNNEL_RANGE}") # a peer's (or the standby's) probes leave through here like client traffic
   fi
   cidrs="$(printf '%s, ' "${served[@]}")"
   mkdir -p "$(dirname "${NFT_RULES_FILE}")"
@@ -699,7 +707,7 @@ record_facts() {
 # curl are the host's): a VXLAN link, and curl's --parallel.
 takeover_facts() {
   local vxlan="missing" parallel="no"
-  [[ "${NAT_TAKEOVER}" == peers ]] || return 0
+  [[ "${NAT_TAKEOVER}" != off ]] || return 0
   if ip link add nat-fact-vxlan type vxlan id 1 dstport "${VXLAN_PORT}" dev "${ifname}" 2>/dev/null; then
     vxlan="ok"
     ip link del nat-fact-vxlan 2>/dev/null || true
@@ -736,7 +744,7 @@ persist_config() {
   mkdir -p "$(dirname "${CONFIG_FILE}")"
   for name in NAT_ZONE NAT_ASG_NAME NAT_ROUTE_TABLE_IDS NAT_ROUTE_DESTINATION NAT_SERVED_CIDRS \
     NAT_EIP_ALLOCATION_ID NAT_LIFECYCLE_HOOK_NAME NAT_NOTIFICATION_TOPIC_ARN NAT_METRICS_NAMESPACE \
-    NAT_TAKEOVER NAT_PEERS NAT_PROBE_TARGET; do
+    NAT_TAKEOVER NAT_ROLE NAT_PEERS NAT_PROBE_TARGET; do
     printf '%s=%q\n' "${name}" "${!name}"
   done >"${CONFIG_FILE}"
 }
@@ -822,6 +830,30 @@ remember_serving() {
 wait_in_warm_pool() {
   log "prepared, waiting in the warm pool (${target_state})"
   complete_launch
+}
+
+# A standby is prepared like its zone's NAT (forwarding, masquerade, check off) and in service, but
+# takes no route and no Elastic IP: its watcher moves them here when the zone's NAT fails.
+prepare_standby() {
+  step source-dest-check disable_source_dest_check
+  [[ "$1" == start ]] || step lifecycle complete_launch
+  step watcher start_watcher
+  [[ "$1" == start ]] || step facts record_facts
+  current_step="ready"
+  log "standby ready: ${instance_id} watches the NAT of ${NAT_ZONE}"
+}
+
+# The zone's NAT, with a standby: the far end of the standby's probe tunnel, passive (no remote).
+# The kernel learns the standby's address from its first packet (ARP included), so the NAT needs no
+# API call and no knowledge of its standby, and a new standby is answered without a word.
+open_standby_tunnel() {
+  local mine theirs vni link _table
+  read -r theirs mine vni link _table < <(tunnel_of "${NAT_ZONE}")
+  ip link del "${link}" 2>/dev/null || true
+  ip link add "${link}" type vxlan id "${vni}" local "$(own_ip)" dev "${ifname}" dstport "${VXLAN_PORT}" learning
+  ip addr add "${mine}/31" dev "${link}"
+  ip link set "${link}" up
+  log "standby tunnel ${link} vni=${vni} ${mine}: passive, learns its standby"
 }
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -939,7 +971,7 @@ metrics_loop() {
 # pool), restarted a second after any exit. Not enabled for boot: nat-instance.service starts it at
 # every start that ends in service.
 install_watch_unit() {
-  [[ "${NAT_TAKEOVER}" == peers ]] || return 0
+  watches || return 0
   cat >"${WATCH_UNIT_FILE}" <<UNIT
 # Written by nat-boot: probes the other zones' NATs and takes a dead zone's routes over.
 [Unit]
@@ -974,7 +1006,7 @@ parse_peers() {
   for entry in ${NAT_PEERS}; do
     zone="${entry%%:*}" rest="${entry#*:}"
     zones_sorted+=("${zone}")
-    [[ "${zone}" == "${NAT_ZONE}" ]] || peers_sorted+=("${zone}")
+    [[ "${zone}" == "${NAT_ZONE}" && "${NAT_ROLE}" != standby ]] || peers_sorted+=("${zone}")
     zone_index["${zone}"]="${i}"
     zone_tables["${zone}"]="${rest#*:}"
     i=$((i + 1))
@@ -1085,8 +1117,9 @@ note_owner() {
   if [[ "${previous}" == me && "${owner}" != me ]]; then
     log "give-back zone=${zone} routes now on ${eni} (${owner})"
   fi
-  # A zone back on a NAT of its own after being covered: its new NAT gets time to settle in.
-  if [[ "${owner}" == own && -n "${previous}" && "${previous}" != own ]]; then
+  # A zone back on a NAT of its own after being covered: its new NAT gets time to settle in. A zone's
+  # first NAT (after "none", the never-attached placeholder) was not covered: nothing was given back.
+  if [[ "${owner}" == own && -n "${previous}" && "${previous}" != own && "${previous}" != none ]]; then
     holddown_until["${zone}"]=$((EPOCHSECONDS + GIVE_BACK_HOLDDOWN))
     log "hold-down zone=${zone} ${GIVE_BACK_HOLDDOWN} s: peer-not-forwarding will not fire for it"
   fi
@@ -1109,7 +1142,12 @@ record_covering() {
 }
 
 # This zone's and the peer's tunnel addresses, the VNI and the link of the pair with zone $1.
+# A standby and its zone's NAT: one fixed pair (.0 the standby, .1 the NAT), each zone's pair apart.
 tunnel_of() {
+  if [[ "${NAT_TAKEOVER}" == standby ]]; then
+    printf '%s %s 4095 natstandby %s\n' "${TUNNEL_PREFIX}.255.0" "${TUNNEL_PREFIX}.255.1" "${TUNNEL_TABLE_BASE}"
+    return 0
+  fi
   local me="${zone_index[${NAT_ZONE}]}" peer="${zone_index[$1]}" low high
   low=$((me < peer ? me : peer)) high=$((me < peer ? peer : me))
   local base="${TUNNEL_PREFIX}.${low}" mine theirs
@@ -1205,6 +1243,10 @@ confirm_peer() {
 # watcher sees alive (itself included). Every survivor computes the same answer from the same view.
 successor_of() {
   local dead="$1" count="${#zones_sorted[@]}" i zone
+  if [[ "${NAT_ROLE}" == standby ]]; then # a standby is its zone's only successor
+    printf '%s\n' "${NAT_ZONE}"
+    return 0
+  fi
   for ((i = 1; i < count; i++)); do
     zone="${zones_sorted[$(((zone_index[${dead}] + i) % count))]}"
     if [[ "${zone}" == "${NAT_ZONE}" ]]; then
@@ -1296,6 +1338,7 @@ take_over() {
     refresh_peers
     return 0
   fi
+  [[ "${NAT_ROLE}" != standby ]] || take_elastic_ip || log "could not move elastic ip ${NAT_EIP_ALLOCATION_ID} here"
   mapfile -t failed < <(point_route_tables "${tables[@]}")
   log "takeover zone=${zone} rule=${rule} tables=${tables[*]} from=${dead_eni} to=${eni_id} failed=${failed[*]:-none}"
   if [[ "${verdict}" == "dead terminated" || "${verdict}" == "dead shutting-down" || "${verdict}" == "dead gone" ]]; then
@@ -1311,6 +1354,15 @@ take_over() {
     note_owner "${other}" me "${eni_id}"
   done
   metrics_route_event "takeover of ${carried[*]}"
+}
+
+# A standby takes the zone's Elastic IP before its routes: the zone keeps its egress address while
+# covered. One call (where it was does not matter: the zone's replacement takes it back at boot).
+take_elastic_ip() {
+  [[ -n "${NAT_EIP_ALLOCATION_ID}" ]] || return 0
+  aws_query ec2 AssociateAddress "AllocationId=${NAT_EIP_ALLOCATION_ID}" "NetworkInterfaceId=${eni_id}" \
+    AllowReassociation=true >/dev/null || return 1 # called in a || list: errexit does not apply
+  log "elastic ip ${NAT_EIP_ALLOCATION_ID} -> ${eni_id}"
 }
 
 # A survivor that took this zone over just as this instance booted (its check of the routes and
@@ -1485,8 +1537,8 @@ watch_main() {
   trap 'on_watch_error ${LINENO}' ERR
   current_step="watch"
   check_config
-  if [[ "${NAT_TAKEOVER}" != peers ]]; then
-    log "takeover off: nothing to watch"
+  if ! watches; then
+    log "takeover ${NAT_TAKEOVER}, role ${NAT_ROLE}: nothing to watch"
     return 0
   fi
   parse_peers
@@ -1504,7 +1556,8 @@ watch_main() {
   done
 }
 
-# First boot (user data, no argument): prepare, then serve unless going into a warm pool.
+# First boot (user data, no argument): prepare, then serve unless going into a warm pool (or a
+# standby: prepared, it only watches).
 # Later start (the unit, "start"): load the persisted settings, then serve if Auto Scaling puts this
 # instance in service and the routes are not already here.
 main() {
@@ -1540,9 +1593,14 @@ main() {
     step warm-pool wait_in_warm_pool
     return 0
   fi
+  if [[ "${NAT_ROLE}" == standby ]]; then
+    prepare_standby "${mode}"
+    return 0
+  fi
   if [[ "${mode}" == "start" && -e "${SERVED_MARKER}" ]] && routes_point_here; then
     log "routes already point at ${eni_id}: serving since before this start"
-    [[ "${NAT_TAKEOVER}" != peers ]] || step watcher start_watcher
+    ! watches || step watcher start_watcher
+    [[ "${NAT_TAKEOVER}" != standby ]] || step standby-tunnel open_standby_tunnel
     return 0
   fi
   step source-dest-check disable_source_dest_check
@@ -1551,7 +1609,8 @@ main() {
   remember_serving
   metrics_route_event boot
   step lifecycle complete_launch
-  [[ "${NAT_TAKEOVER}" != peers ]] || step watcher start_watcher
+  ! watches || step watcher start_watcher
+  [[ "${NAT_TAKEOVER}" != standby ]] || step standby-tunnel open_standby_tunnel
   step facts record_facts
   current_step="ready"
   [[ -z "${NAT_METRICS_NAMESPACE}" ]] || systemctl start --no-block "$(basename "${METRICS_UNIT_FILE}")" || true

@@ -49,6 +49,12 @@ def vpc_nat_lab(name: str, zones: Sequence[str]) -> LabConfig:
     return LabConfig("vpc_nat", name=name, tf_vars={"elastic_ip": "create", "availability_zones": list(zones)})
 
 
+def standby_lab_config(name: str, zones: Sequence[str]) -> LabConfig:
+    """:func:`vpc_nat_lab` with a standby per zone (``takeover = "standby"``) instead of peers."""
+    config = vpc_nat_lab(name, zones)
+    return LabConfig(config.fixture, name=name, tf_vars=config.tf_vars | {"takeover": "standby"})
+
+
 @contextlib.contextmanager
 def open_backend(settings: HarnessSettings, run_id: str) -> Iterator[Backend]:
     """The AWS ``settings`` name (``--backend``), started; stopped (or swept, on real AWS) at the end.

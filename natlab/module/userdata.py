@@ -18,7 +18,8 @@ USERDATA_DIR = Path(__file__).resolve().parents[2] / "userdata"
 TEMPLATE_PATH = USERDATA_DIR / "user-data.sh.tftpl"
 BOOT_SCRIPT_PATH = USERDATA_DIR / "nat-boot.sh"
 
-TAKEOVER_MODES = ("peers", "off")
+TAKEOVER_MODES = ("peers", "standby", "off")
+ROLES = ("active", "standby")
 
 _ENVIRONMENT = jinja2.Environment(
     variable_start_string="${",
@@ -47,17 +48,26 @@ def template_vars(
     takeover: str = "off",
     peers: Mapping[str, tuple[str, Sequence[str]]] | None = None,
     probe_target: str = "",
+    role: str = "active",
 ) -> dict[str, str]:
     """The template's variables, shaped as the module's `local.user_data_vars` shapes them.
 
     ``peers``: every zone of the deployment (this one too) -> (its group name, its route table ids),
     for ``takeover="peers"``; with fewer than two zones takeover is off, as in the module.
+    ``takeover="standby"``: ``role`` says which instance of the zone this is; the standby watches its
+    zone's group alone (``peers`` holds the zone, its group being the zone's active one).
     """
     if takeover not in TAKEOVER_MODES:
         raise ValueError(f"takeover: must be one of {', '.join(TAKEOVER_MODES)}, got {takeover!r}")
+    if role not in ROLES or (role == "standby" and takeover != "standby"):
+        raise ValueError(f"role: must be one of {', '.join(ROLES)} (standby needs takeover='standby'), got {role!r}")
+    standby = takeover == "standby"
     takeover_on = takeover == "peers" and len(peers or {}) > 1
-    if takeover_on and not probe_target:
+    watcher = takeover_on or role == "standby"
+    if watcher and not probe_target:
         raise ValueError("probe_target: host:port required when takeover is on")
+    if role == "standby" and zone not in (peers or {}):
+        raise ValueError(f"peers: the standby of {zone} needs its zone's entry (active group, route tables)")
     if not route_table_ids:
         raise ValueError("route_table_ids: at least one private route table is required")
     if not served_cidrs:
@@ -72,9 +82,10 @@ def template_vars(
         "lifecycle_hook_name": lifecycle_hook_name or "",
         "notification_topic_arn": notification_topic_arn or "",
         "metrics_namespace": metrics_namespace or "",
-        "takeover": "peers" if takeover_on else "off",
-        "peers": peers_config(peers or {}) if takeover_on else "",
-        "probe_target": probe_target if takeover_on else "",
+        "takeover": "standby" if standby else "peers" if takeover_on else "off",
+        "role": role,
+        "peers": peers_config({zone: (peers or {})[zone]} if standby else peers or {}) if watcher else "",
+        "probe_target": probe_target if watcher else "",
         "boot_script": BOOT_SCRIPT_PATH.read_text(),
     }
 

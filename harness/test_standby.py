@@ -1,0 +1,132 @@
+"""Standby (module input ``takeover = "standby"``): one zone, its NAT and a standby that covers it in seconds.
+
+The standby is the zone's second group of one. It boots prepared (forwarding, masquerade, check off)
+but takes no route and no Elastic IP; its watcher probes the zone's NAT about every second through a
+VXLAN tunnel the NAT opened passively, and takes the zone's Elastic IP and routes when the NAT is
+dead (at once) or running but not forwarding (after the hold). The NAT's replacement, booting after
+a modelled 30 s, takes them back at boot. Real packets throughout: a UDP echo stream from the
+zone's private workload measures the outage.
+
+Order matters: the hung scenario runs first. A zone given back is held down (no "not forwarding"
+takeover for 120 s, against flapping); the terminate scenario's rule (peer-dead) is never held down.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from natlab.lab.lab import Lab
+from natlab.lab.open import ONE_ZONE
+from natlab.lab.peer_takeover import outage_until, watch_log, watch_logs_on_failure
+from natlab.lab.standby import elastic_ip_eni, standby_of, takeover_lines, wait_for_standby
+from natlab.waiting import wait_until
+
+ZONE = ONE_ZONE[0]
+#: Launch to user data start of the replacement (settings/AwsDelays: AWS ~26-29 s; estimate 30 s).
+REPLACEMENT_BOOT_DELAY = 30.0
+#: Seconds the standby may take to move the routes: probes (3 misses at 1 s) + the API confirm,
+#: with room for a loaded 2-core machine. A wait bound, not the measured figure (bench/ has that).
+TAKEOVER_WAIT = 20.0
+#: A NAT that forwards nothing: every forwarded packet dropped, while it runs and passes its checks.
+HUNG_RULESET = (
+    "table inet natlab_hung {\n chain forward {\n type filter hook forward priority -10; policy drop;\n}\n}\n"
+)
+pytestmark = pytest.mark.xdist_group("standby_lab")
+
+
+def covered_by(lab: Lab, eni: str) -> bool | None:
+    return set(lab.route_targets(ZONE).values()) == {eni} or None
+
+
+def test_a_hung_nat_is_covered_by_its_standby_and_replaced(standby_lab: Lab, record_fault):
+    lab = standby_lab
+    assert lab.vpc is not None, "this scenario needs the data plane"
+    box = wait_for_standby(lab, ZONE)
+    standby = standby_of(lab, ZONE)
+    standby_eni = lab.primary_eni(standby)
+    hung = lab.current_nat(ZONE)
+    hung_box = lab.sandbox(hung)
+    assert hung_box is not None and hung_box.ns is not None
+    with (
+        watch_logs_on_failure(lab, [standby, hung]),
+        lab.watching_closely(),
+        lab.vpc.udp_stream(lab.zones[ZONE].private_subnet_id, rate=100) as stream,
+    ):
+        stream.wait_received(10)
+        fault_at = time.monotonic()
+        subprocess.run(
+            [*hung_box.ns.exec_prefix(), "nft", "-f", "-"], input=HUNG_RULESET.encode(), check=True, timeout=10
+        )
+        wait_until(
+            lambda: covered_by(lab, standby_eni),
+            what=f"the standby to take the hung {ZONE}'s routes",
+            timeout=TAKEOVER_WAIT + 10,  # the not-forwarding hold (8 s) comes on top
+        )
+        covered_at = time.monotonic()
+        new = lab.wait_until_serving(ZONE, timeout=lab.settings.sla)
+        stream.stop()
+    gap = outage_until(stream, fault_at, covered_at).seconds
+    record_fault(
+        "forwarding stopped in a running, healthy NAT (standby)", "peer-not-forwarding: covered by the standby", gap
+    )
+    assert new != hung, "the hung NAT must be replaced"
+    lines = takeover_lines(box, ZONE)
+    assert lines and "rule=peer-not-forwarding" in lines[-1], lines
+    assert f"marked {hung} unhealthy" in watch_log(box)
+    wait_until(lambda: hung not in lab.group_instances(ZONE) or None, what="the hung NAT to go", timeout=60)
+
+
+def test_a_terminated_nat_is_covered_by_its_standby_until_its_replacement_boots(standby_lab: Lab, record_fault):
+    lab = standby_lab
+    assert lab.vpc is not None, "this scenario needs the data plane"
+    box = wait_for_standby(lab, ZONE)
+    standby = standby_of(lab, ZONE)
+    standby_eni = lab.primary_eni(standby)
+    old = lab.current_nat(ZONE)
+    takeovers_before = len(takeover_lines(box, ZONE))
+    give_backs_before = watch_log(box).count(f"give-back zone={ZONE}")
+    with (
+        watch_logs_on_failure(lab, [standby, old]),
+        lab.modelled_boot_delay(REPLACEMENT_BOOT_DELAY),
+        lab.watching_closely(),
+        lab.vpc.udp_stream(lab.zones[ZONE].private_subnet_id, rate=100, duration=120) as stream,
+    ):
+        stream.wait_received(10)
+        fault_at = time.monotonic()
+        lab.ec2.terminate_instances(InstanceIds=[old])
+        wait_until(
+            lambda: covered_by(lab, standby_eni), what=f"the standby to take {ZONE}'s routes", timeout=TAKEOVER_WAIT
+        )
+        covered_at = time.monotonic()
+        address_while_covered = elastic_ip_eni(lab, ZONE)
+        new = lab.wait_until_serving(ZONE, timeout=lab.settings.sla)
+        given_back_at = time.monotonic()
+        stream.stop()
+    outage = outage_until(stream, fault_at, covered_at)
+    record_fault(
+        f"terminate {ZONE}'s NAT, replacement boots after {REPLACEMENT_BOOT_DELAY:.0f} s (standby)",
+        f"covered by the standby {standby}, given back to {new}",
+        outage.seconds,
+        f"{outage.lost} datagrams lost until covered, {stream.result.lost} in all (give-back included)",
+    )
+    # Egress came back through the standby, before the replacement could have served the zone.
+    assert outage.seconds <= lab.settings.sla
+    assert outage.end < given_back_at, (
+        f"the outage ({outage.seconds:.1f} s) lasted until the replacement took the routes"
+    )
+    assert new != old
+    lines = takeover_lines(box, ZONE)[takeovers_before:]
+    assert len(lines) == 1 and "rule=peer-dead" in lines[0], lines
+    # The zone kept its egress address: the standby took the Elastic IP, the replacement took it back.
+    assert address_while_covered == standby_eni
+    assert elastic_ip_eni(lab, ZONE) == lab.primary_eni(new)
+    wait_until(
+        lambda: watch_log(box).count(f"give-back zone={ZONE}") > give_backs_before or None,
+        what="the standby to log the give-back",
+        timeout=30,
+    )
+    # Ready for the next failure: the standby's probes answer through the replacement's passive tunnel end.
+    wait_for_standby(lab, ZONE)
