@@ -34,18 +34,12 @@ from natlab.lab.failover import run_failover
 from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab, vpc_nat_lab
 from natlab.lab.settings import HarnessSettings
 from natlab.module.userdata import BOOT_SCRIPT_PATH, functions_only_env
+from natlab.report.machine import cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "boot_api_path.json"
 STEPS = ("identity", "forwarding", "masquerade", "source-dest-check", "elastic-ip", "routes", "lifecycle")
 TRACE_LOG = "boot-execs.strace"
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def traced(user_data: bytes) -> bytes:

@@ -23,18 +23,12 @@ from pathlib import Path
 from natlab.lab.failover import run_failover
 from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab, vpc_nat_lab
 from natlab.lab.settings import HarnessSettings, SettingsError
+from natlab.report.machine import cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 RESULTS = REPO / "bench" / "results" / "failover_outage.json"
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

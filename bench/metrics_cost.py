@@ -25,18 +25,12 @@ from pathlib import Path
 from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab, vpc_nat_lab
 from natlab.lab.peer_takeover import METRICS_COMMAND, watcher_cost, watcher_pids
 from natlab.lab.settings import HarnessSettings, SettingsError
+from natlab.report.machine import cpu_model
 from natlab.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "metrics_cost.json"
 NAMESPACE = "NatLab/Bench"
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def with_metrics(interval: int):

@@ -26,17 +26,11 @@ from natlab.lab.peer_takeover import wait_for_watchers
 from natlab.lab.settings import HarnessSettings, SettingsError
 from natlab.lab.spot import SPOT_NOTICE_SCALE, SPOT_NOTICE_SECONDS
 from natlab.lab.spot_handover import run_interruption
+from natlab.report.machine import cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "spot_handover.json"
 INTERRUPTED_ZONE = THREE_ZONES[2]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

@@ -29,18 +29,12 @@ from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab, standby_lab_conf
 from natlab.lab.peer_takeover import outage_until, watcher_cost
 from natlab.lab.settings import HarnessSettings, SettingsError
 from natlab.lab.standby import standby_of, wait_for_standby
+from natlab.report.machine import cpu_model
 from natlab.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "standby_outage.json"
 ZONE = ONE_ZONE[0]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def one_run(lab: Lab, boot_delay: float, standby: bool) -> dict:

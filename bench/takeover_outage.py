@@ -34,18 +34,12 @@ from natlab.lab.peer_takeover import (
     watcher_cost,
 )
 from natlab.lab.settings import HarnessSettings, SettingsError
+from natlab.report.machine import cpu_model
 from natlab.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "takeover_outage.json"
 FAILED_ZONE = THREE_ZONES[1]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def one_run(lab, boot_delay: float) -> dict:

@@ -25,17 +25,11 @@ from typing import Any
 from natlab.cloud.backend import MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import build_cloud, nat_instance
+from natlab.report.machine import cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "vpc_filter_cost.json"
 INTERVALS = (0.5, 0.05)
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def cpu_per_second(window: float) -> float:

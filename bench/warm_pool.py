@@ -35,17 +35,11 @@ from natlab.lab.failover import run_failover
 from natlab.lab.lab import Lab, LabConfig
 from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab
 from natlab.lab.settings import HarnessSettings, SettingsError
+from natlab.report.machine import cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "warm_pool.json"
 ZONE = ONE_ZONE[0]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def lab_config(name: str, warm_pool: dict[str, Any] | None) -> LabConfig:
