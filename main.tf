@@ -245,6 +245,17 @@ locals {
       }
     },
     {
+      # A NAT with a standby hands the zone's Elastic IP to it at a Spot interruption notice.
+      wanted = contains(keys(local.eip_allocation_ids), group.zone) && group.role == "active" && local.standby_on
+      statement = {
+        Sid       = "HandElasticIpToOwnZonesStandby"
+        Effect    = "Allow"
+        Action    = ["ec2:AssociateAddress"]
+        Resource  = ["${local.arn_prefix.ec2}:network-interface/*"]
+        Condition = { StringEquals = { "ec2:ResourceTag/${local.group_tag_key}" = lookup(local.standby_asg_names, group.zone, "") } }
+      }
+    },
+    {
       wanted = var.launch_lifecycle_hook
       statement = {
         Sid      = "CompleteOwnLaunchLifecycleAction"

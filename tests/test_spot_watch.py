@@ -169,3 +169,65 @@ def test_a_nat_that_handed_over_does_not_hand_over_again():
     fake = "hand_over() { echo HANDOVER; handed_over=1; }"
     script = f"{stub}\n{fake}\nfor i in 1 2 3; do spot_checked_at=0; check_spot; done"
     assert run_watch("us-east-1a", script).count("HANDOVER") == 1
+
+
+def standby_handover(fdb: str) -> tuple[str, list[str]]:
+    """hand_over of zone 1a's NAT with takeover = "standby": ``fdb`` is what its passive tunnel end learned."""
+    enis = shlex.quote("<item><networkInterfaceId>eni-standby</networkInterfaceId></item>")
+    routes = shlex.quote(route_answer({TABLES["us-east-1a"]: "eni-me"}))
+    with tempfile.TemporaryDirectory() as tmp:
+        calls = Path(tmp) / "calls"
+        calls.touch()
+        stubs = (
+            f"bridge() {{ printf '%s' {shlex.quote(fdb)}; }}\nimds_get() {{ echo subnet-0a; }}\n"
+            "aws_query() {\n"
+            f'  echo "API $*" >>{shlex.quote(str(calls))}\n'
+            '  case "$2" in\n'
+            f"    DescribeNetworkInterfaces) printf '%s\\n' {enis} ;;\n"
+            f"    DescribeRouteTables) printf '%s\\n' {routes} ;;\n"
+            "  esac\n"
+            "}"
+        )
+        script = (
+            f"source {shlex.quote(str(BOOT_SCRIPT_PATH))}\n{stubs}\neni_id=eni-me\n"
+            f"hand_over 'terminate {ACTION_TIME}' 2>&1; echo handed_over=$handed_over\n"
+        )
+        environment = functions_only_env(
+            "http://127.0.0.1:9",
+            "k",
+            "s",
+            NAT_ZONE="us-east-1a",
+            NAT_TAKEOVER="standby",
+            NAT_ROLE="active",
+            NAT_EIP_ALLOCATION_ID="eipalloc-0a",
+            NAT_ROUTE_TABLE_IDS=TABLES["us-east-1a"],
+        )
+        result = subprocess.run(
+            ["bash", "-c", script], env=environment, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        made = [line for line in calls.read_text().splitlines() if "DescribeRouteTables" not in line]
+    return result.stdout, made
+
+
+def test_a_nat_with_a_standby_hands_its_address_and_routes_to_the_standby_its_tunnel_learned():
+    out, calls = standby_handover("5a:00:00:00:00:01 dst 10.0.0.77 self\n")
+    assert calls[0] == (
+        "API ec2 DescribeNetworkInterfaces Filter.1.Name=addresses.private-ip-address Filter.1.Value.1=10.0.0.77 "
+        "Filter.2.Name=subnet-id Filter.2.Value.1=subnet-0a"
+    )
+    # The address first (the standby has no other to spare), then the zone's table.
+    assert calls[1].startswith("API ec2 AssociateAddress AllocationId=eipalloc-0a NetworkInterfaceId=eni-standby")
+    assert calls[2] == (
+        f"API ec2 ReplaceRoute RouteTableId={TABLES['us-east-1a']} DestinationCidrBlock=0.0.0.0/0 "
+        "NetworkInterfaceId=eni-standby"
+    )
+    assert "handover zone=us-east-1a rule=spot-interruption to=eni-standby (standby)" in out
+    assert "handed_over=1" in out
+
+
+def test_a_nat_whose_tunnel_learned_no_standby_says_it_cannot_hand_over():
+    out, calls = standby_handover("")
+    assert calls == []
+    assert "handover zone=us-east-1a rule=spot-interruption impossible: no live peer" in out
+    assert "handed_over=0" in out

@@ -163,7 +163,7 @@ on_error() {
   log "error line=${line} status=${status}"
   if ((committed)); then
     log "routes already point at ${eni_id}: staying in service"
-    if watches; then # it serves: it watches the other zones too
+    if runs_watcher; then # it serves: it watches the other zones too
       start_watcher || log "could not start the watcher"
     fi
     notify "NAT ${instance_id} in ${NAT_ZONE} serves the zone, but step ${current_step} failed (status ${status}); see ${LOG_FILE}"
@@ -257,6 +257,11 @@ check_takeover_config() {
 # True when this instance runs the watcher: every NAT with peers, only the standby with a standby.
 watches() {
   [[ "${NAT_TAKEOVER}" == peers || "${NAT_ROLE}" == standby ]]
+}
+
+# True when the watcher unit runs here: a watcher, or a NAT with a standby (for Spot notices only).
+runs_watcher() {
+  watches || [[ "${NAT_TAKEOVER}" == standby ]]
 }
 
 # True when $2 (the value of variable $1) matches the regex $3; else logs what $1 must be ($4).
@@ -971,7 +976,7 @@ metrics_loop() {
 # pool), restarted a second after any exit. Not enabled for boot: nat-instance.service starts it at
 # every start that ends in service.
 install_watch_unit() {
-  watches || return 0
+  runs_watcher || return 0
   cat >"${WATCH_UNIT_FILE}" <<UNIT
 # Written by nat-boot: probes the other zones' NATs and takes a dead zone's routes over.
 [Unit]
@@ -1398,6 +1403,18 @@ reclaim_own_zone() {
 
 # --- Spot interruption (watch mode; README, "Spot instances") ----------------------------------
 
+# A NAT with a standby: the standby's ENI, found by the address its probes come from (what the passive
+# tunnel end learned) in this subnet. Nothing learned (no standby probing): nothing printed.
+standby_eni() {
+  local link address subnet
+  read -r _ _ _ link _ < <(tunnel_of "${NAT_ZONE}")
+  address="$(bridge fdb show dev "${link}" 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "dst") { print $(i + 1); exit } }')"
+  [[ -n "${address}" ]] || return 0
+  subnet="$(imds_get "network/interfaces/macs/${mac}/subnet-id")" || return 0
+  aws_query ec2 DescribeNetworkInterfaces Filter.1.Name=addresses.private-ip-address "Filter.1.Value.1=${address}" \
+    Filter.2.Name=subnet-id "Filter.2.Value.1=${subnet}" | first_match '<networkInterfaceId>([^<]+)</networkInterfaceId>'
+}
+
 spot_checked_at=0
 handed_over=0
 rebalance_seen=0
@@ -1454,8 +1471,13 @@ check_spot() {
 hand_over() {
   local successor target table eni zone
   local -a all=() own=() tables=() failed=()
-  successor="$(successor_of "${NAT_ZONE}")"
-  target="${peer_eni[${successor:-none}]:-}"
+  if [[ "${NAT_TAKEOVER}" == standby ]]; then
+    successor=standby
+    target="$(standby_eni)" || target="" # its standby's; none when not found (logged below)
+  else
+    successor="$(successor_of "${NAT_ZONE}")"
+    target="${peer_eni[${successor:-none}]:-}"
+  fi
   if [[ -z "${successor}" || "${successor}" == "${NAT_ZONE}" || -z "${target}" ]]; then
     [[ "${last_decision[${NAT_ZONE}]:-}" == no-peer ]] ||
       log "handover zone=${NAT_ZONE} rule=spot-interruption impossible: no live peer to hand to (notice $1)"
@@ -1466,9 +1488,14 @@ hand_over() {
     IFS=, read -r -a own <<<"${zone_tables[${zone}]}"
     all+=("${own[@]}")
   done
+  ((${#all[@]} > 0)) || read -r -a all <<<"${NAT_ROUTE_TABLE_IDS}" # a NAT with a standby knows its own only
   while read -r table eni; do
     [[ "${eni}" != "${eni_id}" ]] || tables+=("${table}")
   done < <(route_targets "${all[@]}")
+  # A standby has no public address of its own to spare: the zone's Elastic IP goes with the routes.
+  if [[ "${successor}" == standby ]]; then
+    eni_id="${target}" take_elastic_ip || log "could not hand elastic ip ${NAT_EIP_ALLOCATION_ID} to ${target}"
+  fi
   # point_route targets eni_id: here, for these tables only, the successor's ENI.
   ((${#tables[@]} == 0)) || mapfile -t failed < <(eni_id="${target}" point_route_tables "${tables[@]}")
   log "handover zone=${NAT_ZONE} rule=spot-interruption to=${target} (${successor}) tables=${tables[*]:-none} failed=${failed[*]:-none} notice=$1"
@@ -1522,6 +1549,11 @@ watch_round() {
   # A survivor's takeover that lands just after this boot's route step (they crossed) is taken back at
   # once: no rule can judge this NAT hung that soon (3 misses and the 8 s hold take 11 s).
   reclaim_own_zone "${CROSSED_WINDOW}"
+  refresh_credentials
+}
+
+# The role's credentials again every CREDENTIALS_REFRESH_INTERVAL (they expire after hours).
+refresh_credentials() {
   if ((EPOCHSECONDS - credentials_read_at >= CREDENTIALS_REFRESH_INTERVAL)) && [[ -z "${AWS_ACCESS_KEY_ID:-}" ]]; then
     api_key_id=""
     renew_imds_token
@@ -1537,9 +1569,20 @@ watch_main() {
   trap 'on_watch_error ${LINENO}' ERR
   current_step="watch"
   check_config
-  if ! watches; then
+  if ! runs_watcher; then
     log "takeover ${NAT_TAKEOVER}, role ${NAT_ROLE}: nothing to watch"
     return 0
+  fi
+  if ! watches; then
+    read_identity
+    credentials_read_at="${EPOCHSECONDS}"
+    log "spot notices only: the standby watches this NAT"
+    while ((! handed_over)); do
+      check_spot
+      refresh_credentials
+      sleep "${SPOT_CHECK_INTERVAL}"
+    done
+    sleep infinity # handed over: nothing more to do until EC2 takes the instance
   fi
   parse_peers
   read_identity
@@ -1599,7 +1642,7 @@ main() {
   fi
   if [[ "${mode}" == "start" && -e "${SERVED_MARKER}" ]] && routes_point_here; then
     log "routes already point at ${eni_id}: serving since before this start"
-    ! watches || step watcher start_watcher
+    ! runs_watcher || step watcher start_watcher
     [[ "${NAT_TAKEOVER}" != standby ]] || step standby-tunnel open_standby_tunnel
     return 0
   fi
@@ -1609,7 +1652,7 @@ main() {
   remember_serving
   metrics_route_event boot
   step lifecycle complete_launch
-  ! watches || step watcher start_watcher
+  ! runs_watcher || step watcher start_watcher
   [[ "${NAT_TAKEOVER}" != standby ]] || step standby-tunnel open_standby_tunnel
   step facts record_facts
   current_step="ready"
