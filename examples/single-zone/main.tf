@@ -102,6 +102,9 @@ module "nat" {
     }
   }
 
+  # One zone has no peer to take over for it: a standby can (README, "Standby").
+  takeover = var.standby ? "standby" : "peers"
+
   tags = local.tags
 
   # The instance needs its internet route to call AWS APIs at boot.

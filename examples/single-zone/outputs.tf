@@ -17,3 +17,8 @@ output "status_check_alarm_names" {
   description = "Name of the status check alarm, keyed by availability zone."
   value       = module.nat.status_check_alarm_names
 }
+
+output "standby_autoscaling_group_names" {
+  description = "Name of the standby's Auto Scaling group, keyed by availability zone (empty without standby)."
+  value       = module.nat.standby_autoscaling_group_names
+}

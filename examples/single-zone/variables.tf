@@ -9,3 +9,9 @@ variable "name" {
   type        = string
   default     = "nat-single"
 }
+
+variable "standby" {
+  description = "Add a standby instance that takes the zone over within seconds when the NAT fails (the module's takeover = \"standby\"); a second t4g.nano."
+  type        = bool
+  default     = false
+}
