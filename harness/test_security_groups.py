@@ -104,3 +104,17 @@ def test_ruleset_without_enis_still_drops_link_local() -> None:
     text = filter_ruleset({}, {})
     assert 'ip daddr 169.254.0.0/16 counter drop comment "link-local: never routed"' in text
     assert "elements" not in text
+
+
+def test_two_enis_with_one_address_give_one_map_entry_the_one_in_use() -> None:
+    # moto showed a terminated instance's ENI beside its replacement's with the same address: nft
+    # refused the whole table ("File exists") and the router stopped following the routes.
+    old = _eni("eni-old", "10.0.0.5", "02:00:00:00:00:15", ["sg-nat"], check=False) | {"Status": "available"}
+    new = _eni("eni-new", "10.0.0.5", "02:00:00:00:00:25", ["sg-nat"], check=False) | {"Status": "in-use"}
+    text = filter_ruleset({"eni-old": old, "eni-new": new}, GROUPS)
+    assert "10.0.0.5 : jump in_eni_new" in text
+    assert "10.0.0.5 : jump in_eni_old" not in text
+    if netns.namespaces_available():
+        with netns.Namespace("sgdup") as ns:
+            proc = ns.run(["nft", "-c", "-f", "-"], input=text.encode(), check=False)
+        assert proc.returncode == 0, proc.stderr.decode()

@@ -80,8 +80,11 @@ def _elements(items: list[str]) -> str:
 def filter_ruleset(enis: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Mapping[str, Any]]) -> str:
     """The whole ``natlab_vpc`` table for these ENIs and groups (see the module docstring)."""
     members = group_members(enis.values())
-    checked, own, ingress_map, egress_map, chains = [], [], [], [], []
-    for eni_id, eni in sorted(enis.items()):
+    checked, own, egress_map, chains = [], [], [], []
+    ingress_by_ip: dict[str, str] = {}
+    # In-use ENIs first: moto can show a terminated instance's ENI beside a new one that got the same
+    # address (EC2 never does); the map takes one entry per address, else nft refuses the whole table.
+    for eni_id, eni in sorted(enis.items(), key=lambda item: (item[1].get("Status") != "in-use", item[0])):
         mac, addresses = eni.get("MacAddress"), eni_addresses(eni)
         if not mac or not addresses:
             continue
@@ -97,9 +100,11 @@ def filter_ruleset(enis: Mapping[str, Mapping[str, Any]], groups: Mapping[str, M
             body.append(f'counter drop comment "{_drop_comment(direction, eni_id)}"')
             chains.append(f"    chain {chain} {{\n" + "".join(f"        {line}\n" for line in body) + "    }\n")
             if direction == "ingress":
-                ingress_map += [f"{ip} : jump {chain}" for ip in addresses]
+                for ip in addresses:
+                    ingress_by_ip.setdefault(ip, chain)
             else:
                 egress_map.append(f"{mac} : jump {chain}")
+    ingress_map = [f"{ip} : jump {chain}" for ip, chain in sorted(ingress_by_ip.items())]
     return (
         f"table ip {FILTER_TABLE} {{\n"
         f"    set srcdst_checked {{ type ether_addr;{_elements(checked)} }}\n"
