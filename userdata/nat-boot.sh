@@ -1032,12 +1032,14 @@ xml_items() {
   }'
 }
 
-# Route table -> the ENI its route to NAT_ROUTE_DESTINATION targets, "table eni" per line.
+# Route table -> the ENI its route to NAT_ROUTE_DESTINATION targets, "table eni" per line. A filter,
+# not RouteTableId.N: a table that no longer exists is left out instead of failing the whole answer.
 route_targets() {
-  local -a ids=()
+  local -a ids=(Filter.1.Name=route-table-id)
   local answer item chunk table i=1 rtb
+  (($# > 0)) || return 0 # a filter without values would describe every table of the account
   for rtb in "$@"; do
-    ids+=("RouteTableId.${i}=${rtb}")
+    ids+=("Filter.1.Value.${i}=${rtb}")
     i=$((i + 1))
   done
   answer="$(aws_query ec2 DescribeRouteTables "${ids[@]}")" || return 1
