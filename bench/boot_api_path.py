@@ -17,8 +17,6 @@ import collections
 import contextlib
 import json
 import logging
-import os
-import platform
 import re
 import socket
 import statistics
@@ -34,7 +32,7 @@ from natlab.lab.failover import run_failover
 from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab, vpc_nat_lab
 from natlab.lab.settings import HarnessSettings
 from natlab.module.userdata import BOOT_SCRIPT_PATH, functions_only_env
-from natlab.report.machine import cpu_model
+from natlab.report.machine import machine_description, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "boot_api_path.json"
@@ -176,7 +174,7 @@ def main() -> int:
     totals = [b["boot_to_routes_s"] for b in boots]
     summary: dict[str, object] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} vCPU {cpu_model()}, kernel {platform.release()}",
+        "machine": machine_description(),
         "command": f"sudo .venv/bin/python bench/boot_api_path.py --runs {args.runs} --label {args.label}"
         + (" --memory" if args.memory else ""),
         "load_before": load_before,
@@ -191,8 +189,7 @@ def main() -> int:
         summary["memory"] = measure_memory()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[args.label] = summary
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS, results)
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
     return 0
 

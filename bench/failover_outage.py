@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
 import sys
 from datetime import UTC, datetime
@@ -23,7 +21,7 @@ from pathlib import Path
 from natlab.lab.failover import run_failover
 from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab, vpc_nat_lab
 from natlab.lab.settings import HarnessSettings, SettingsError
-from natlab.report.machine import cpu_model
+from natlab.report.machine import machine_description, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,7 +69,7 @@ def main() -> int:
         return 2
     summary = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} vCPU {cpu_model()}, kernel {platform.release()}",
+        "machine": machine_description(),
         "command": f"sudo .venv/bin/python bench/failover_outage.py --runs {args.runs}"
         + (f" --boot-delay {args.boot_delay}" if args.boot_delay else ""),
         "boot_delay_s": args.boot_delay,
@@ -79,8 +77,7 @@ def main() -> int:
         "median_outage_s": round(statistics.median(r["outage_s"] for r in runs), 3),
         "runs": runs,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(RESULTS, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
     return 0
 

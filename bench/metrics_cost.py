@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab, vpc_nat_lab
 from natlab.lab.peer_takeover import METRICS_COMMAND, watcher_cost, watcher_pids
 from natlab.lab.settings import HarnessSettings, SettingsError
-from natlab.report.machine import cpu_model
+from natlab.report.machine import machine_description, write_results
 from natlab.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,7 +102,7 @@ def main() -> int:
         return 2
     summary = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{cpu_model()} (nproc {os.cpu_count()}), kernel {platform.release()}",
+        "machine": machine_description(),
         "command": f"bench/metrics_cost.py --window {args.window:g} --interval {args.interval}",
         "load": "100 UDP datagrams/s through the NAT; other helpers' test runs on the same 2 cores",
         "load_average": os.getloadavg(),
@@ -116,8 +115,7 @@ def main() -> int:
         "publish_failures": journal.count("could not publish metrics"),
         "forwarded_packets_published": forwarded,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(RESULTS, summary)
     print(json.dumps(summary, indent=2))
     return 0
 

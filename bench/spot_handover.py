@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from natlab.lab.peer_takeover import wait_for_watchers
 from natlab.lab.settings import HarnessSettings, SettingsError
 from natlab.lab.spot import SPOT_NOTICE_SCALE, SPOT_NOTICE_SECONDS
 from natlab.lab.spot_handover import run_interruption
-from natlab.report.machine import cpu_model
+from natlab.report.machine import machine_description, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "spot_handover.json"
@@ -73,7 +72,7 @@ def main() -> int:
     lost = [run["lost"][INTERRUPTED_ZONE] for run in runs]
     summary = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{cpu_model()} (nproc {os.cpu_count()}), kernel {platform.release()}",
+        "machine": machine_description(),
         "command": f"bench/spot_handover.py --runs {args.runs} --boot-delay {args.boot_delay:g}",
         "load": "100 UDP datagrams/s from each zone; other helpers' test runs on the same 2 cores",
         "load_average": os.getloadavg(),
@@ -83,8 +82,7 @@ def main() -> int:
         "notice_to_handover_median_s": statistics.median(run["notice_to_handover_s"] for run in runs),
         "runs": runs,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(RESULTS, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
     return 0
 

@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab, standby_lab_conf
 from natlab.lab.peer_takeover import outage_until, watcher_cost
 from natlab.lab.settings import HarnessSettings, SettingsError
 from natlab.lab.standby import standby_of, wait_for_standby
-from natlab.report.machine import cpu_model
+from natlab.report.machine import machine_description, write_results
 from natlab.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,7 +116,7 @@ def main() -> int:
         return 2
     summary = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{cpu_model()} (nproc {os.cpu_count()}), kernel {platform.release()}",
+        "machine": machine_description(),
         "command": f"bench/standby_outage.py --runs {args.runs} --boot-delay {args.boot_delay:g}",
         "boot_delay_s": args.boot_delay,
         "standby": with_standby,
@@ -125,8 +124,7 @@ def main() -> int:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(RESULTS, summary)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("standby", "without_standby")}, indent=2))
     for mode in ("standby", "without_standby"):
         print(mode, {k: v for k, v in summary[mode].items() if k != "runs"})

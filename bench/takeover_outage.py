@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ from natlab.lab.peer_takeover import (
     watcher_cost,
 )
 from natlab.lab.settings import HarnessSettings, SettingsError
-from natlab.report.machine import cpu_model
+from natlab.report.machine import machine_description, write_results
 from natlab.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,7 +103,7 @@ def main() -> int:
     outages = [run["outage_s"] for run in runs]
     summary = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{cpu_model()} (nproc {os.cpu_count()}), kernel {platform.release()}",
+        "machine": machine_description(),
         "command": f"bench/takeover_outage.py --runs {args.runs} --boot-delay {args.boot_delay:g}",
         "boot_delay_s": args.boot_delay,
         "outage_median_s": statistics.median(outages),
@@ -114,8 +113,7 @@ def main() -> int:
         "watcher_cost": costs,
         "load_average": os.getloadavg(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(RESULTS, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
     return 0
 

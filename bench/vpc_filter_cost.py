@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from datetime import UTC, datetime
@@ -25,7 +23,7 @@ from typing import Any
 from natlab.cloud.backend import MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import build_cloud, nat_instance
-from natlab.report.machine import cpu_model
+from natlab.report.machine import machine_description
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "vpc_filter_cost.json"
@@ -96,7 +94,7 @@ def main() -> int:
                 print(json.dumps(runs[-1]))
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{cpu_model()} (nproc {os.cpu_count()}), kernel {platform.release()}",
+        "machine": machine_description(),
         "command": f"sudo .venv/bin/python bench/vpc_filter_cost.py --window {args.window:g} --repeat {args.repeat}",
         "runs": runs,
     }

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
@@ -35,7 +33,7 @@ from natlab.lab.failover import run_failover
 from natlab.lab.lab import Lab, LabConfig
 from natlab.lab.open import ONE_ZONE, LabUnavailable, open_lab
 from natlab.lab.settings import HarnessSettings, SettingsError
-from natlab.report.machine import cpu_model
+from natlab.report.machine import machine_description, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "warm_pool.json"
@@ -92,7 +90,7 @@ def main() -> int:
         parser.error(str(error))
     summary: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} vCPU {cpu_model()}, kernel {platform.release()}",
+        "machine": machine_description(),
         "command": f"sudo .venv/bin/python bench/warm_pool.py --runs {args.runs}"
         + (f" --boot-delay {args.boot_delay}" if args.boot_delay else ""),
         "boot_delay_s": args.boot_delay,
@@ -116,8 +114,7 @@ def main() -> int:
     for kind in ("warm", "cold"):
         for key in ("route_switch_s", "outage_s", "script_start_to_routes_done_s"):
             summary[f"{kind}_median_{key}"] = median(summary[kind], key)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(RESULTS, summary)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("warm", "cold")}, indent=2))
     return 0
 
