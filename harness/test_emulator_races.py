@@ -9,6 +9,11 @@ from natlab.lab.terraform import TerraformError
 
 RACE = "api error InvalidPermission.Duplicate: The specified rule already exists"
 PROFILE_RACE = "api error LimitExceeded: Cannot exceed quota for InstanceSessionsPerInstanceProfile: 1"
+GROUP_RACE = (
+    "creating Security Group (natlab-sb-20261130005034969800000005): operation error EC2: CreateSecurityGroup, "
+    "https response error StatusCode: 400, api error InvalidGroup.Duplicate: The security group "
+    "'natlab-sb-20261130005034969800000005' already exists"
+)
 
 
 class FailingApplies:
@@ -25,7 +30,7 @@ class FailingApplies:
         return ""
 
 
-@pytest.mark.parametrize("race", [RACE, PROFILE_RACE])
+@pytest.mark.parametrize("race", [RACE, PROFILE_RACE, GROUP_RACE])
 def test_a_known_race_is_applied_once_more(race: str) -> None:
     workdir = FailingApplies(race)
     apply_retrying_emulator_races(workdir)  # type: ignore[arg-type]

@@ -2,9 +2,9 @@
 
 Three zones, each NAT running its watcher (``nat-instance-watch.service``, started by the boot
 script once in service) that probes the other NATs through VXLAN tunnels to the emulated internet.
-A terminated NAT's replacement boots after a modelled 30 s (EC2's launch-to-user-data time, about
-26-29 s on AWS); until then another zone's NAT must carry the zone. Real packets throughout: a UDP
-echo stream from every zone's private workload measures the outage.
+A terminated NAT's replacement boots after a modelled 15 s (half of EC2's launch-to-user-data time,
+about 26-29 s on AWS: ``REPLACEMENT_BOOT_DELAY``); until then another zone's NAT must carry the zone.
+Real packets throughout: a UDP echo stream from every zone's private workload measures the outage.
 
 One lab, the scenarios in this order on one xdist worker. Compound faults first: a partition
 between two healthy NATs, then a survivor dying as it covers. A zone given back to its own NAT is

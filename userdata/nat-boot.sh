@@ -1001,7 +1001,7 @@ start_watcher() {
 
 declare -a zones_sorted=() peers_sorted=()
 declare -A zone_index=() zone_tables=() peer_eni=() peer_ip=() peer_instance=() peer_owner=()
-declare -A tunnel_remote=() tunnel_addr=() served_eni=() answered=() misses=() miss_since=() holddown_until=() last_decision=()
+declare -A tunnel_remote=() tunnel_eni=() tunnel_addr=() served_eni=() answered=() misses=() miss_since=() holddown_until=() last_decision=()
 credentials_read_at=0
 peers_read_at=0
 
@@ -1164,11 +1164,13 @@ tunnel_of() {
     "${peer}" "$((TUNNEL_TABLE_BASE + peer))"
 }
 
-# A VXLAN link to zone $1's NAT (made again when its address changed) and a policy route: what
-# leaves from this end's address goes through the peer, which forwards it like a client's packet.
+# A VXLAN link to zone $1's NAT and a policy route: what leaves from this end's address goes through
+# the peer, which forwards it like a client's packet. Made again for a new NAT even at the same
+# address (a replacement may get it): the new tunnel end has another MAC, which a kept neighbour
+# entry would miss until it went stale (~30 s of probes lost, seen in the lab).
 ensure_tunnel() {
-  local zone="$1" mine theirs vni link table remote="${peer_ip[$1]}"
-  [[ "${tunnel_remote[${zone}]:-}" != "${remote}" ]] || return 0
+  local zone="$1" mine theirs vni link table remote="${peer_ip[$1]}" eni="${peer_eni[$1]}"
+  [[ "${tunnel_remote[${zone}]:-}" != "${remote}" || "${tunnel_eni[${zone}]:-}" != "${eni}" ]] || return 0
   read -r mine theirs vni link table < <(tunnel_of "${zone}")
   ip link del "${link}" 2>/dev/null || true
   ip link add "${link}" type vxlan id "${vni}" remote "${remote}" local "$(own_ip)" dev "${ifname}" dstport "${VXLAN_PORT}"
@@ -1178,7 +1180,7 @@ ensure_tunnel() {
   ip route replace default via "${theirs}" dev "${link}" table "${table}"
   ip rule del from "${mine}" lookup "${table}" 2>/dev/null || true
   ip rule add from "${mine}" lookup "${table}" priority "${table}"
-  tunnel_remote["${zone}"]="${remote}" tunnel_addr["${zone}"]="${mine}"
+  tunnel_remote["${zone}"]="${remote}" tunnel_eni["${zone}"]="${eni}" tunnel_addr["${zone}"]="${mine}"
   answered["${zone}"]=0
   log "tunnel ${link} vni=${vni} ${mine} -> ${theirs} via ${remote} (zone ${zone})"
 }

@@ -137,9 +137,10 @@ class MotoBackend(Backend):
     def start(self) -> Self:
         from moto.server import ThreadedMotoServer
 
-        from natlab.cloud import moto_fixes
+        from natlab.cloud import moto_fixes, moto_speed
 
         moto_fixes.apply_all()
+        moto_speed.apply()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         self._server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
         self._server.start()

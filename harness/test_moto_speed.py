@@ -1,0 +1,28 @@
+"""moto's service lookup reads moto's folder once, and answers as moto's own function does."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from moto import backends
+
+from natlab.cloud import moto_speed
+
+
+def test_the_module_list_is_moto_s_own_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    moto_speed.apply()
+    expected = list(moto_speed._original())
+    assert "ec2" in expected and "autoscaling" in expected
+    assert list(backends.list_of_moto_modules()) == expected
+
+    def no_disk(path: str) -> list[str]:
+        raise AssertionError(f"listed {path} again")
+
+    monkeypatch.setattr(os, "listdir", no_disk)
+    assert list(backends.list_of_moto_modules()) == expected
+
+
+def test_a_started_emulator_serves_with_the_list_read_once(aws) -> None:
+    assert backends.list_of_moto_modules is moto_speed._listed_once
+    assert aws.client("ec2").describe_vpcs()["Vpcs"] is not None
