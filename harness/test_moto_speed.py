@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from botocore.exceptions import ClientError
 from moto import backends
 
 from natlab.cloud import moto_speed
+from natlab.cloud.backend import MOTO_AL2023_ARM64_AMI
 
 
 def test_the_module_list_is_moto_s_own_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,3 +28,12 @@ def test_the_module_list_is_moto_s_own_read_once(monkeypatch: pytest.MonkeyPatch
 def test_a_started_emulator_serves_with_the_list_read_once(aws) -> None:
     assert backends.list_of_moto_modules is moto_speed._listed_once
     assert aws.client("ec2").describe_vpcs()["Vpcs"] is not None
+
+
+def test_the_image_catalogue_keeps_the_labs_image_and_leaves_out_the_ecs_ones(aws) -> None:
+    ec2 = aws.client("ec2")
+    assert ec2.describe_images(ImageIds=[MOTO_AL2023_ARM64_AMI])["Images"], "the labs' AL2023 image is gone"
+    ecs_images = moto_speed._load_resource(f"{moto_speed.SKIPPED_IMAGES}{aws.region}.json")
+    assert len(ecs_images) > 1000, "moto's ECS catalogue changed: check what the skip saves"
+    with pytest.raises(ClientError, match=r"InvalidAMIID\.NotFound"):
+        ec2.describe_images(ImageIds=[ecs_images[0]["ami_id"]])
