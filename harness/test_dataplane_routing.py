@@ -14,6 +14,7 @@ import pytest
 from natlab.cloud import netns
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import CloudLab, nat_instance
+from natlab.cloud.netns import Namespace
 
 pytestmark = [
     pytest.mark.dataplane,
@@ -118,3 +119,19 @@ def test_moving_the_elastic_ip_to_nat_b_changes_what_the_internet_sees(lab: Clou
         lab.ec2.associate_address(AllocationId=allocation, InstanceId=lab.nat_b, AllowReassociation=True)
         vpc.wait_for_event(rf"igw nat \S+ ↔ {eip}", after=before)
         assert vpc.whoami() == eip
+
+
+def test_an_address_that_moved_to_a_new_interface_is_reached_at_once_from_its_subnet(vpc: EmulatedVpc) -> None:
+    # A VPC delivers by address: a replaced instance that got its predecessor's address is reached
+    # at once by the instances beside it (a standby probing its zone's new NAT), not after their
+    # neighbour entry for the old MAC fails.
+    moved, old_mac, new_mac = "10.0.0.60", "02:00:00:00:60:01", "02:00:00:00:60:02"
+    with Namespace("nb-peer") as peer, Namespace("nb-old") as old, Namespace("nb-new") as new:
+        vpc.attach(peer, "ens5", "02:00:00:00:60:00", "10.0.0.59/24", instance_id="i-peer")
+        vpc.attach(old, "ens5", old_mac, f"{moved}/24", instance_id="i-old")
+        peer.run(["ping", "-c", "1", "-W", "2", moved], check=True)
+        vpc.detach(old)
+        vpc.attach(new, "ens5", new_mac, f"{moved}/24", instance_id="i-new")
+        neighbour = peer.run(["ip", "neigh", "show", moved, "dev", "ens5"], text=True).stdout
+        assert new_mac in neighbour, neighbour
+        peer.run(["ping", "-c", "1", "-W", "1", moved], check=True)

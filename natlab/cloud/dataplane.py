@@ -299,6 +299,7 @@ class EmulatedVpc(Resource):
                 # address to the next launch: the router must not keep the old MAC until its
                 # neighbour entry fails (~8 s of lost packets that EC2 would not have).
                 self.router.ip("neigh", "replace", str(iface.ip), "lladdr", mac, "dev", port.bridge, "nud", "reachable")
+                self._teach_subnet(port.subnet_id, name, str(iface.ip), mac)
         except BaseException:
             self.router.ip("link", "del", router_if, check=False)
             raise
@@ -343,6 +344,16 @@ class EmulatedVpc(Resource):
         """Private IPs of instances plugged into the data plane whose namespace still exists."""
         with self._lock:
             return {a.ip for a in self.attachments.values() if a.alive}
+
+    def _teach_subnet(self, subnet_id: str, name: str, ip: str, mac: str) -> None:
+        """Tells the subnet's other instances the address's MAC, as the router is told: one that had
+        talked to the address's last owner kept the old MAC and reached nothing until its entry
+        failed (a standby's probes through a replaced NAT at the same address: 13 misses)."""
+        with self._lock:
+            others = [a for a in self.attachments.values() if a.subnet_id == subnet_id and a.ns_name != name]
+        for other in others:
+            with contextlib.suppress(NamespaceError):  # an instance going away meanwhile
+                _run_ip(other.ns_name, "neigh", "replace", ip, "lladdr", mac, "dev", other.ifname, "nud", "reachable")
 
     def _instance_by_ip(self, ip: str) -> str | None:
         enis = self.ec2.describe_network_interfaces(
