@@ -7,11 +7,11 @@ EXAMPLES := $(wildcard examples/*/)
 
 .PHONY: verify test bootstrap lint terraform-checks terraform-test terraform-test-provider-6 pytest-unit checkov harness docs bench
 
-# Three workers on two cores: the one-zone and three-zone labs (one xdist_group each: the largest
-# work units, so xdist hands them out first) apply side by side, and much of a lab's time is waiting
-# (the provider's fixed waits, the scaled AWS delays): with two workers the CPUs were 75 % busy. The
-# third runs the other tests in those gaps (make verify: 155 s -> 136 s, bench/verify_breakdown.md).
-HARNESS_PARALLEL := -n 3 --dist loadgroup
+# One worker per lab on two cores: each lab (one xdist_group: the largest work units, so xdist hands
+# them out first) runs on its own worker from the start, and much of a lab's time is waiting (the
+# provider's fixed waits, the scaled AWS delays, the watchers' real-time windows), which the other
+# tests fill. With three workers two labs ran in a row on one of them (bench/verify_breakdown.md).
+HARNESS_PARALLEL := -n 4 --dist loadgroup
 # Without root, the harness runs inside user namespaces where they are allowed (else the data-plane
 # tests skip and say why).
 AS_NETNS_ROOT := $(shell [ "$$(id -u)" = 0 ] || ! unshare -Urn true 2>/dev/null || echo scripts/rootless.sh)

@@ -151,9 +151,9 @@ def test_a_spot_notice_hands_the_zone_to_its_standby_before_ec2_takes_the_nat(st
     old_box = lab.sandbox(old)
     assert old_box is not None
     takeovers_before = len(takeover_lines(box, ZONE))
+    # The replacement boots without the modelled delay: what is checked happens before the termination.
     with (
         watch_logs_on_failure(lab, [standby, old]),
-        lab.modelled_boot_delay(REPLACEMENT_BOOT_DELAY),
         lab.watching_closely(),
         lab.vpc.udp_stream(lab.zones[ZONE].private_subnet_id, rate=100, duration=120) as stream,
     ):
