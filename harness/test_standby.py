@@ -9,16 +9,22 @@ packets throughout: a UDP echo stream from the zone's private workload measures 
 
 Order matters: the hung scenario runs first. A zone given back is held down (no "not forwarding"
 takeover for 120 s, against flapping); the terminate scenario's rule (peer-dead) is never held down.
+Last, the module is destroyed in the middle of a failover (the largest configuration the harness
+runs with one zone, so its destroy covers the one-zone lab's resources and the standby's).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+from natlab.cloud import netns
+from natlab.lab.failover import inject
 from natlab.lab.lab import Lab
 from natlab.lab.open import ONE_ZONE
 from natlab.lab.peer_takeover import REPLACEMENT_BOOT_DELAY, outage_until, watch_log, watch_logs_on_failure
@@ -186,3 +192,79 @@ def test_a_spot_notice_hands_the_zone_to_its_standby_before_ec2_takes_the_nat(st
     assert all(g.end - g.start <= ROUTE_SWITCH_SECONDS for g in before_termination), before_termination
     assert new != old
     wait_for_standby(lab, ZONE)
+
+
+# Last: the lab is destroyed under a failover (it replaces the lab's own destroy at the end).
+def test_destroy_in_the_middle_of_a_failover_leaves_nothing_behind(standby_lab: Lab, record_fault):
+    """The NAT dies and, while its standby covers and its replacement boots, the module is destroyed under it.
+
+    The emulated cloud keeps running through the destroy (as AWS would): the booting replacement
+    meets its route table, group and hook disappearing. The destroy must finish and leave nothing,
+    neither in the emulator nor on the host (namespaces, processes).
+    """
+    lab = standby_lab
+    names = [*lab.outputs["autoscaling_group_names"].values(), *lab.outputs["standby_autoscaling_group_names"].values()]
+    alarms = list(lab.outputs["status_check_alarm_names"].values())
+    roles = set(lab.outputs["iam_role_names"].values())
+    dead = lab.current_nat(ZONE)
+    inject(lab, dead, "terminate")
+    replacement = wait_until(
+        lambda: next((i for i in lab.group_instances(ZONE) if i != dead and lab.sandbox(i)), None),
+        timeout=60,
+        interval=0.2,
+        what="a replacement booting in the emulated fleet",
+    )
+    started = time.monotonic()
+    lab.destroy(cloud_running=True)
+    took = time.monotonic() - started
+    instance_ids = {i["InstanceId"] for r in lab.ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    left = {
+        "auto scaling groups": lab.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=names)[
+            "AutoScalingGroups"
+        ],
+        "alarms": lab.backend.client("cloudwatch").describe_alarms(AlarmNames=alarms)["MetricAlarms"] if alarms else [],
+        "launch templates": [
+            t
+            for t in lab.ec2.describe_launch_templates()["LaunchTemplates"]
+            if t["LaunchTemplateName"].startswith(lab.config.name)
+        ],
+        "roles": [r for r in lab.backend.client("iam").list_roles()["Roles"] if r["RoleName"] in roles],
+        "running instances": [
+            i["InstanceId"]
+            for r in lab.ec2.describe_instances()["Reservations"]
+            for i in r["Instances"]
+            if i["State"]["Name"] not in ("terminated", "shutting-down")
+        ],
+        "vpcs": lab.ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [lab.config.name]}])["Vpcs"],
+        "addresses": lab.ec2.describe_addresses()["Addresses"],
+        "namespaces": [ns for ns in netns.list_namespaces() if any(i in ns for i in instance_ids)],
+        "processes": processes_mentioning(instance_ids),
+    }
+    assert {kind: found for kind, found in left.items() if found} == {}
+    record_fault(
+        "terraform destroy while the replacement boots",
+        f"destroy completed, nothing left (replacement {replacement} was booting)",
+        detail=f"destroy took {took:.1f} s",
+    )
+    # The lab's Terraform commands shared one provider process, which ends with the workdir.
+    workdir, provider = lab.terraform, lab.terraform.provider_pid
+    assert provider is not None, "the lab's Terraform commands did not share one provider process"
+    assert set(workdir.timings) >= {"init", "apply", "destroy"}
+    workdir.close()
+    assert not workdir.workdir.exists()
+    assert not Path(f"/proc/{provider}").exists(), "the shared provider process outlived the workdir"
+
+
+def processes_mentioning(words: set[str]) -> list[int]:
+    """PIDs (other than this one) whose command line names one of ``words``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if any(word in cmdline for word in words):
+            found.append(int(entry))
+    return found
