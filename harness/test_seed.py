@@ -20,6 +20,7 @@ pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.u
 
 @pytest.fixture(scope="module")
 def takeover(moto_server: MotoBackend) -> Iterator[TakeoverLab]:
+    moto_server.reset()  # the worker's one emulator: what earlier modules made goes
     with TakeoverLab(moto_server) as lab:
         yield lab
 

@@ -300,16 +300,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 # --- emulators for the unit-level tests of the harness's own parts ------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoBackend]:
-    """A started MotoBackend for one test module."""
+    """One started MotoBackend for the unit-level tests of a process (xdist worker).
+
+    moto's models are global to the process whatever the server, so one per module only cost a
+    server and its per-service apps each time; tests empty it first (``aws``).
+    """
     with MotoBackend() as server:
         yield server
 
 
 @pytest.fixture
 def aws(moto_server: MotoBackend) -> MotoBackend:
-    """The module's moto, emptied before each test."""
+    """The worker's moto, emptied before each test."""
     moto_server.reset()
     return moto_server
 
