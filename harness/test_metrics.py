@@ -66,11 +66,14 @@ def test_forwarded_bytes_and_packets_match_the_traffic_sent(
         box.wait(timeout=ROUNDS * INTERVAL + 30)
     assert box.exit_code == 0, box.describe()
     result = stream.result
-    packets = len(result.sent) + len(result.received)  # out, and the echo back
-    expected = packets * (struct.calcsize(_UDP_FORMAT) + HEADERS)
+    # Each echo that came back crossed the NAT twice; a datagram lost on a loaded machine may have
+    # crossed it once or not at all (seen: 392 counted for 394 sent + received, none lost past the NAT).
+    crossed = 2 * len(result.received)
+    packets = len(result.sent) + len(result.received)  # at most: out, and the echo back
+    size = struct.calcsize(_UDP_FORMAT) + HEADERS
     seen = sums(aws.client("cloudwatch"), ["ForwardedBytes", "ForwardedPackets", "ConntrackEntries", "RoutesMoved"])
     assert result.received, "the stream never came back through NAT B"
-    assert packets <= seen["ForwardedPackets"] <= packets + SLACK_BYTES // 64, seen
-    assert expected <= seen["ForwardedBytes"] <= expected + SLACK_BYTES, (expected, seen)
+    assert crossed <= seen["ForwardedPackets"] <= packets + SLACK_BYTES // 64, (crossed, packets, seen)
+    assert crossed * size <= seen["ForwardedBytes"] <= packets * size + SLACK_BYTES, (crossed, packets, seen)
     assert seen["ConntrackEntries.max"] >= 1, seen  # the stream's flow, at least
     assert seen["RoutesMoved"] == 1, seen  # the boot's one move
