@@ -1,4 +1,4 @@
-"""What serving moto costs, cut without changing what the harness is answered (process-wide, like the moto fixes).
+"""What serving moto costs, cut without changing any answer the harness gets (process-wide, like the moto fixes).
 
 - moto's server finds the service of every request by listing moto's package folder on disk
   (``moto.backends.list_of_moto_modules``: one listdir and ~200 isdir calls per request). The folder

@@ -47,7 +47,7 @@ PROVIDER_LOGS_OFF = dict.fromkeys(("TF_LOG", "TF_LOG_PROVIDER", "TF_LOG_SDK"), "
 #: Go's garbage collector off below a 1 GiB heap, for Terraform and the provider. Every walk of a
 #: command (validate, plan, apply; destroy adds a refresh) has the aws provider validate its own
 #: schema of ~1,500 resources, ~2 CPU-s of allocations, and about half of that CPU was the collector:
-#: one-VPC workdir, apply+plan+plan+destroy, provider 34.3 -> 19.0 CPU-s (bench/verify_breakdown.md).
+#: one-VPC workdir, apply+plan+plan+destroy, provider 34.2 -> 19.0 CPU-s (bench/verify_breakdown.md).
 GO_RUNTIME = {"GOGC": "off", "GOMEMLIMIT": "1GiB"}
 
 
