@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -27,19 +26,19 @@ from natlab.cloud import netns
 from natlab.lab.failover import inject
 from natlab.lab.lab import Lab
 from natlab.lab.open import ONE_ZONE
-from natlab.lab.peer_takeover import REPLACEMENT_BOOT_DELAY, outage_until, watch_log, watch_logs_on_failure
+from natlab.lab.peer_takeover import (
+    REPLACEMENT_BOOT_DELAY,
+    TAKEOVER_WAIT,
+    hang_forwarding,
+    outage_until,
+    watch_log,
+    watch_logs_on_failure,
+)
 from natlab.lab.spot import interrupt_spot
 from natlab.lab.standby import elastic_ip_eni, standby_of, takeover_lines, wait_for_standby
 from natlab.waiting import wait_until
 
 ZONE = ONE_ZONE[0]
-#: Seconds the standby may take to move the routes: probes (3 misses at 1 s) + the API confirm,
-#: with room for a loaded 2-core machine. A wait bound, not the measured figure (bench/ has that).
-TAKEOVER_WAIT = 20.0
-#: A NAT that forwards nothing: every forwarded packet dropped, while it runs and passes its checks.
-HUNG_RULESET = (
-    "table inet natlab_hung {\n chain forward {\n type filter hook forward priority -10; policy drop;\n}\n}\n"
-)
 #: The longest gap a handover may make: the Elastic IP and the routes change hands one call apart,
 #: both NATs up (a switch, not an outage; 0.12 s, 12 datagrams at 100/s, in the first lab run).
 ROUTE_SWITCH_SECONDS = 0.25
@@ -68,9 +67,7 @@ def test_a_hung_nat_is_covered_by_its_standby_and_replaced(standby_lab: Lab, rec
     ):
         stream.wait_received(10)
         fault_at = time.monotonic()
-        subprocess.run(
-            [*hung_box.ns.exec_prefix(), "nft", "-f", "-"], input=HUNG_RULESET.encode(), check=True, timeout=10
-        )
+        hang_forwarding(hung_box)
         wait_until(
             lambda: covered_by(lab, standby_eni),
             what=f"the standby to take the hung {ZONE}'s routes",

@@ -23,7 +23,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
 import time
 
 import pytest
@@ -35,6 +34,7 @@ from natlab.lab.peer_takeover import (
     REPLACEMENT_BOOT_DELAY,
     TAKEOVER_WAIT,
     covering_zone,
+    hang_forwarding,
     log_offsets,
     outage_until,
     streams_for,
@@ -222,8 +222,6 @@ def test_a_hung_nat_is_covered_and_replaced(three_zone_lab: Lab, record_fault):
     hung = lab.current_nat(HUNG_ZONE)
     box = lab.sandbox(hung)
     assert box is not None and box.ns is not None
-    # Running, status checks fine, but it forwards nothing: every forwarded packet is dropped.
-    ruleset = "table inet natlab_hung {\n chain forward {\n type filter hook forward priority -10; policy drop;\n}\n}\n"
     with (
         watch_logs_on_failure(lab, [*survivors.values(), hung]),
         lab.watching_closely(),
@@ -231,7 +229,7 @@ def test_a_hung_nat_is_covered_and_replaced(three_zone_lab: Lab, record_fault):
     ):
         stream.wait_received(10)
         fault_at = time.monotonic()
-        subprocess.run([*box.ns.exec_prefix(), "nft", "-f", "-"], input=ruleset.encode(), check=True, timeout=10)
+        hang_forwarding(box)  # running, status checks fine, but it forwards nothing
         covering = wait_until(
             lambda: covering_zone(lab, HUNG_ZONE, enis),
             what=f"a survivor's NAT to take the hung {HUNG_ZONE}'s routes",

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from typing import Any
 
 from moto import backends
@@ -27,12 +26,8 @@ SKIPPED_IMAGES = "ec2/resources/ecs/optimized_amis/"
 
 
 @functools.cache
-def _modules_once() -> tuple[str, ...]:
+def _listed_once() -> tuple[str, ...]:
     return tuple(_original())
-
-
-def _listed_once() -> Iterable[str]:
-    return _modules_once()
 
 
 def _images_without_ecs(path: str) -> Any:

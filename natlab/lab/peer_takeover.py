@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ REPLACEMENT_BOOT_DELAY = 15.0
 #: Seconds the survivors may take to move the routes: probes (3 misses at 1 s) + the API confirm,
 #: with room for a loaded 2-core machine. A wait bound, not the measured figure (bench/ has that).
 TAKEOVER_WAIT = 20.0
+#: A NAT that forwards nothing: every forwarded packet dropped, while it runs and passes its checks.
+HUNG_RULESET = (
+    "table inet natlab_hung {\n chain forward {\n type filter hook forward priority -10; policy drop;\n}\n}\n"
+)
 METRICS_COMMAND = ("/usr/local/sbin/nat-instance", "metrics")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -210,3 +215,9 @@ def watcher_cost(box: InstanceSandbox, seconds: float = 30.0, command: tuple[str
     elapsed = time.monotonic() - started
     ticks = sum(_stat_cpu_ticks(pid) - before[pid] for pid in pids)
     return WatcherCost(ticks / CLOCK_TICKS, elapsed, sum(_pss_kib(pid) for pid in pids))
+
+
+def hang_forwarding(box: InstanceSandbox) -> None:
+    """The NAT in ``box`` keeps running and passing its checks but drops every packet it would forward."""
+    assert box.ns is not None, f"{box.identity.instance_id}: no namespace to hang"
+    subprocess.run([*box.ns.exec_prefix(), "nft", "-f", "-"], input=HUNG_RULESET.encode(), check=True, timeout=10)
