@@ -364,8 +364,8 @@ def test_a_replacement_whose_dnf_never_works_is_abandoned_before_any_route_moves
     assert steps["install"].notes[-1] == "giving up: nftables could not be installed", box.describe()
     assert "routes" not in steps, box.describe()
     # The group terminates it right after the ABANDON: the script's own "launch abandoned" line may not
-    # get written (as on AWS), so the group's side tells: its controller's events of the whole lab, as
-    # on a loaded machine the failover's own timeline once ended before the controller acted.
+    # get written (as on AWS), so the group's side tells: its controller's events of the whole lab (the
+    # failover's own timeline may end first: it ends when the next try serves).
     assert lab.controller is not None, "the lab's health controller reports the ABANDON"
     controller = lab.controller
     wait_until(

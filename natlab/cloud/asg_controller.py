@@ -278,6 +278,8 @@ class AsgHealthController(Resource):
                 if member["LifecycleState"] == "Pending:Wait":
                     self._check_lifecycle_timeout(group, instance_id, tracked, now)
                     continue
+                if member["LifecycleState"] == "Pending:Proceed":
+                    continue  # ABANDONed (moto_fixes marks it Unhealthy too): _check_abandoned terminates it
                 if member.get("HealthStatus") == "Unhealthy":
                     # Marked by someone else (a peer NAT's takeover, with ShouldRespectGracePeriod=false).
                     self._mark_unhealthy_then_terminate(instance_id, tracked, now, marked=True)
