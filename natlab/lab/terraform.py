@@ -28,6 +28,7 @@ from typing import Any, Self
 
 import tftest
 
+from natlab.lab.provider_answers import ProviderAnswers
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
@@ -122,7 +123,9 @@ class ProviderProcess(Resource):
     Terraform otherwise starts the provider afresh 3 to 5 times a command (schema, validate, plan,
     apply, and refresh for destroy): on this 2-core machine each start costs ~0.5 s of CPU and up
     to 2 s of a loaded run. Attached, the same binary ``terraform init`` installed serves the same
-    protocol, and every command still validates, configures and plans through it. Only for
+    protocol, and every command still validates, configures and plans through it; its schema and
+    the validation of its own configuration, the same at every walk, it gives once
+    (:mod:`natlab.lab.provider_answers`; ``reattach`` names that relay). Only for
     emulators over plain http: configured a second time with ``AWS_CA_BUNDLE`` set, the provider
     fails ("unable to add custom RootCAs HTTPClient"), so that variable (useless without TLS) is
     left out of its environment.
@@ -133,6 +136,7 @@ class ProviderProcess(Resource):
         self.env = {k: v for k, v in env.items() if k != "AWS_CA_BUNDLE"} | PROVIDER_LOGS_OFF
         self.log_path = log_path
         self.reattach: str | None = None
+        self.answers: ProviderAnswers | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._lines: list[str] = []
 
@@ -151,7 +155,9 @@ class ProviderProcess(Resource):
                 start_new_session=True,  # an interrupt reaches Terraform, which then still needs its provider
             )
         threading.Thread(target=self._read, name="tf-provider-stdout", daemon=True).start()
-        self.reattach = wait_until(self._reattach_config, what="aws provider's reattach config", timeout=60)
+        reattach = wait_until(self._reattach_config, what="aws provider's reattach config", timeout=60)
+        self.answers = ProviderAnswers(reattach).open()
+        self.reattach = self.answers.reattach
         logger.info("aws provider serving as pid %d", self._proc.pid)
         return self
 
@@ -160,6 +166,9 @@ class ProviderProcess(Resource):
         return self._proc.pid if self._proc is not None else None
 
     def close(self) -> None:
+        answers, self.answers = self.answers, None
+        if answers is not None:
+            answers.close()
         proc, self._proc = self._proc, None
         if proc is None:
             return
