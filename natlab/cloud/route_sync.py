@@ -38,7 +38,6 @@ from natlab.resource import Resource
 
 from . import tools
 from .netns import Namespace
-from .serial_wsgi import changes_of
 from .vpc_filter import VpcFilter
 
 log = logging.getLogger(__name__)
@@ -102,8 +101,6 @@ class CloudView:
     addresses: list[dict[str, Any]] = field(default_factory=list)
     resources_at: float = 0.0
     """``time.monotonic()`` when ``enis`` and ``instance_states`` were read."""
-    resources_changes: int | None = None
-    """The emulator's change count when they were read (None: an emulator without one)."""
 
 
 def fetch_route_tables(ec2: Any, vpc_id: str) -> list[dict[str, Any]]:
@@ -289,8 +286,6 @@ class SyncStats:
     """How long rounds take (seconds), to report the polling cost."""
 
     rounds: int = 0
-    #: Rounds that read nothing: the emulator served no change and no instance came or went since the last.
-    skipped: int = 0
     fetch: deque[float] = field(default_factory=lambda: deque(maxlen=500))
     apply: deque[float] = field(default_factory=lambda: deque(maxlen=500))
 
@@ -317,8 +312,6 @@ class RouteSync(Resource):
         vpc_filter: VpcFilter | None = None,
     ) -> None:
         self.vpc_filter = vpc_filter
-        self._changes = changes_of(ec2)
-        self._synced: tuple[int, frozenset[str]] | None = None  # (change count, attached IPs) of the last round
         self.ec2 = ec2
         self.vpc_id = vpc_id
         self.router = router
@@ -382,51 +375,38 @@ class RouteSync(Resource):
     def sync_once(self, *, full: bool = False) -> list[RouterEvent]:
         """Fetch, diff, apply; returns the events of this round.
 
-        Against an emulator this process serves (its change count, ``serial_wsgi``), a round reads
-        only after moto served a change (or an instance joined or left the data plane), and then
-        reads everything: the answer cannot differ otherwise. Elsewhere route tables are read every
-        round; ENIs and instance states (slower to read) every ``resource_interval`` s, when
-        ``full`` is set, and whenever the cached ones would turn a route into a blackhole (so a
-        route to a NAT that just became ready is not dropped on stale data; a blackhole because the
-        instance left the data plane needs no refresh). A NAT that died less than
-        ``resource_interval`` ago may thus keep its route for that long (its namespace is gone, so
-        its traffic is lost either way).
+        Route tables are read every round; ENIs and instance states (slower to read) every
+        ``resource_interval`` s, when ``full`` is set, and whenever the cached ones would turn a
+        route into a blackhole (so a route to a NAT that just became ready is not dropped on stale
+        data; a blackhole because the instance left the data plane needs no refresh). A NAT that
+        died less than ``resource_interval`` ago may thus keep its route for that long (its
+        namespace is gone, so its traffic is lost either way).
         """
         with self._lock:
-            # Read before the fetches: a change served during them makes the next round read again.
-            changes = self._changes() if self._changes is not None else None
-            attached = frozenset(self.attached_ips())
-            if not full and changes is not None and self._synced == (changes, attached):
-                self.stats.skipped += 1
-                return []
             start = time.perf_counter()
             tables = fetch_route_tables(self.ec2, self.vpc_id)
-            if changes is None:
-                stale = time.monotonic() - self._view.resources_at > self.resource_interval
-            else:
-                stale = self._view.resources_changes != changes
+            stale = time.monotonic() - self._view.resources_at > self.resource_interval
             self._view.route_tables = tables
             if full or stale:
-                self._refresh_resources(changes)
+                self._refresh_resources()
+            attached = self.attached_ips()
             routes, nat = desired_state(self._view, self.ports, attached, self.igw)
             if not (full or stale) and self._new_blackholes(routes):
-                self._refresh_resources(changes)
+                self._refresh_resources()
                 routes, nat = desired_state(self._view, self.ports, attached, self.igw)
             self.stats.rounds += 1
             self.stats.fetch.append(time.perf_counter() - start)
             start = time.perf_counter()
             events = self._apply_routes(routes) + self._apply_nat(nat)
             if self.vpc_filter is not None:
-                events += [self._record("filter", text) for text in self.vpc_filter.follow(self._view.enis, changes)]
+                events += [self._record("filter", text) for text in self.vpc_filter.follow(self._view.enis)]
             if events:
                 self.stats.apply.append(time.perf_counter() - start)
-            self._synced = None if changes is None else (changes, attached)
             return events
 
-    def _refresh_resources(self, changes: int | None) -> None:
+    def _refresh_resources(self) -> None:
         self._view.enis, self._view.instance_states, self._view.addresses = fetch_resources(self.ec2, self.vpc_id)
         self._view.resources_at = time.monotonic()
-        self._view.resources_changes = changes
 
     def _new_blackholes(self, routes: dict[tuple[int, str], tuple[str, Target]]) -> bool:
         return any(

@@ -95,8 +95,3 @@ def changes_at(endpoint_url: str | None) -> Callable[[], int] | None:
     """The change count of the emulator this process serves at ``endpoint_url`` (None: not one of ours)."""
     app = _SERVING.get(endpoint_url or "")
     return None if app is None else (lambda: app.changes)
-
-
-def changes_of(client: Any) -> Callable[[], int] | None:
-    """The change count of the emulator a boto3 ``client`` calls, if this process serves it (else None)."""
-    return changes_at(getattr(getattr(client, "meta", None), "endpoint_url", None))

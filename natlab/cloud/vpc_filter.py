@@ -3,8 +3,7 @@ link-local addresses. One nftables table in the router namespace, kept equal to 
 
 ``VpcFilter.follow(enis)`` is called by ``RouteSync`` every round with the ENIs it has read (no
 extra call for them); the groups' rules are read (``DescribeSecurityGroups``, one call, ~5 ms warm
-against moto) at most every ``groups_interval`` s, or at once when an ENI shows a group not seen yet;
-given the emulator's change count, whenever it moved instead.
+against moto) at most every ``groups_interval`` s, or at once when an ENI shows a group not seen yet.
 The table is rebuilt in one atomic ``nft -f`` only when its text changes.
 
 The table's ``forward`` chain, in order (``priority filter + 10``: after the IGW's own checks):
@@ -153,7 +152,6 @@ class VpcFilter:
         self.groups: dict[str, dict[str, Any]] = {}
         self.groups_fetched = 0
         self._groups_at = float("-inf")
-        self._groups_changes: int | None = None
         self._applied = ""
         self._summaries: dict[str, str] = {}
 
@@ -166,17 +164,12 @@ class VpcFilter:
             log.warning("conntrack TCP window checks stay on in %s: %s", self.router.name, error)
         self._apply(filter_ruleset({}, {}))
 
-    def follow(self, enis: Mapping[str, Mapping[str, Any]], changes: int | None = None) -> list[str]:
+    def follow(self, enis: Mapping[str, Mapping[str, Any]]) -> list[str]:
         """Bring the table in line with ``enis`` (ENI id -> DescribeNetworkInterfaces item); returns
-        one line per ENI whose filtering changed. ``changes``: the emulator's change count, if it has one."""
+        one line per ENI whose filtering changed."""
         wanted = {g["GroupId"] for eni in enis.values() for g in eni.get("Groups") or []}
-        if changes is None:
-            stale = time.monotonic() - self._groups_at > self.groups_interval
-        else:
-            stale = changes != self._groups_changes
-        if stale or not wanted <= set(self.groups):
+        if time.monotonic() - self._groups_at > self.groups_interval or not wanted <= set(self.groups):
             self._fetch_groups()
-            self._groups_changes = changes
         text = filter_ruleset(enis, self.groups)
         if text == self._applied:
             return []
