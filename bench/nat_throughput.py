@@ -28,7 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from natlab.cloud.netns import Namespace, set_sysctl, veth_pair
+from natlab.cloud.netns import Namespace
+from natlab.cloud.netns_links import veth_pair
+from natlab.cloud.netns_sysctl import set_sysctl
 from natlab.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from natlab.cloud import netns
+from natlab.cloud import netns_available
 from natlab.lab.takeover import Scene, TakeoverLab, TakeoverRun, median_spread
 from natlab.module import seed_userdata, userdata
 
@@ -211,8 +211,8 @@ def main() -> int:
         parser.error("--tables must be route table counts such as 1,8")
     if not all(1 <= t <= 50 for t in table_counts):
         parser.error("--tables: each count must be between 1 and 50")
-    if not netns.namespaces_available():
-        print(f"network namespaces unavailable: {netns.unavailable_reason()}", file=sys.stderr)
+    if not netns_available.namespaces_available():
+        print(f"network namespaces unavailable: {netns_available.unavailable_reason()}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
     started = time.monotonic()

@@ -12,14 +12,14 @@ import time
 
 import pytest
 
-from natlab.cloud import netns
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import CloudLab, nat_instance
 from natlab.cloud.flows import stall_bound
+from natlab.cloud.netns_available import namespaces_available, unavailable_reason
 
 pytestmark = [
     pytest.mark.dataplane,
-    pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or ""),
+    pytest.mark.skipif(not namespaces_available(), reason=unavailable_reason() or ""),
 ]
 log = logging.getLogger(__name__)
 

@@ -10,18 +10,19 @@ import subprocess
 
 import pytest
 
-from natlab.cloud import netns
 from natlab.cloud.backend import MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import build_cloud, nat_instance
+from natlab.cloud.netns_available import namespaces_available, unavailable_reason
+from natlab.cloud.netns_names import PREFIX, RUN_ID, list_namespaces
 from natlab.cloud.route_sync import CloudView, SubnetPort, Target, desired_state, igw_nat
 
-needs_netns = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
+needs_netns = pytest.mark.skipif(not namespaces_available(), reason=unavailable_reason() or "")
 
 
 def _leftovers(vpc: EmulatedVpc, pids: list[int]) -> list[str]:
-    prefix = f"{netns.PREFIX}{netns.RUN_ID}-{vpc.tag}-"
-    found = [f"namespace {n}" for n in netns.list_namespaces(prefix)]
+    prefix = f"{PREFIX}{RUN_ID}-{vpc.tag}-"
+    found = [f"namespace {n}" for n in list_namespaces(prefix)]
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True, timeout=10).stdout.split()
     found += [f"host link {name}" for name in links if name.startswith("nl")]
     for pid in pids:

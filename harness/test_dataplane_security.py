@@ -15,18 +15,18 @@ import time
 
 import pytest
 
-from natlab.cloud import netns
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import PRIVATE_CIDR, CloudLab, add_private_subnet, nat_instance, serve_only
 from natlab.cloud.inbound_probes import SCAN_TCP_PORTS as TCP_PORTS
 from natlab.cloud.inbound_probes import SCAN_UDP_PORTS as UDP_PORTS
 from natlab.cloud.inbound_probes import Listeners, send_udp_from, try_tcp, try_udp
+from natlab.cloud.netns_available import namespaces_available, unavailable_reason
 from natlab.cloud.vpc_filter import LINK_LOCAL_COMMENT, SRC_CHECK_COMMENT
 from natlab.waiting import wait_until
 
 pytestmark = [
     pytest.mark.dataplane,
-    pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or ""),
+    pytest.mark.skipif(not namespaces_available(), reason=unavailable_reason() or ""),
 ]
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from natlab.cloud import netns
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import VPC_CIDR, CloudLab
 from natlab.cloud.fleet import identity_from_backend
 from natlab.cloud.image import DnfModel, Image
 from natlab.cloud.imds import InstanceIdentity
+from natlab.cloud.netns_available import namespaces_available, unavailable_reason
 from natlab.cloud.sandbox import InstanceSandbox
 from natlab.module.userdata import render
 
-needs_netns = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
+needs_netns = pytest.mark.skipif(not namespaces_available(), reason=unavailable_reason() or "")
 
 INSTALL = "dnf install -y --setopt=install_weak_deps=False nftables"
 BOOT_TIMEOUT = 60.0

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from natlab.cloud import netns
 from natlab.cloud.clients import EMULATOR_CREDENTIALS
 from natlab.cloud.imds import ROLE_NAME, ImdsServer, InstanceIdentity
 from natlab.cloud.netns import Namespace
+from natlab.cloud.netns_available import namespaces_available, unavailable_reason
 
-pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
+pytestmark = pytest.mark.skipif(not namespaces_available(), reason=unavailable_reason() or "")
 
 IDENTITY = InstanceIdentity(
     instance_id="i-0123456789abcdef0",

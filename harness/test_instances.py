@@ -13,16 +13,17 @@ from typing import Any
 
 import pytest
 
-from natlab.cloud import netns
 from natlab.cloud.backend import MotoBackend
 from natlab.cloud.fleet import InstanceFleet, identity_from_backend
 from natlab.cloud.imds import InstanceIdentity
 from natlab.cloud.netns import Namespace
+from natlab.cloud.netns_available import namespaces_available, unavailable_reason
+from natlab.cloud.netns_names import PREFIX, RUN_ID, list_namespaces
 from natlab.cloud.overlay import mirror_directories
 from natlab.cloud.relay import TcpRelay
 from natlab.cloud.sandbox import SHIMS_DIR, InstanceSandbox
 
-pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
+pytestmark = pytest.mark.skipif(not namespaces_available(), reason=unavailable_reason() or "")
 
 REGION = "us-east-1"
 LOG_FN = r"""log() { printf '%s nat-boot: step=%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$1" "$2"; }"""
@@ -90,7 +91,7 @@ def identity(ec2: Any) -> InstanceIdentity:
 
 def _leftovers(marker: str) -> tuple[list[str], list[int]]:
     """This run's namespaces, and PIDs whose command line mentions ``marker``."""
-    names = netns.list_namespaces(f"{netns.PREFIX}{netns.RUN_ID}-")
+    names = list_namespaces(f"{PREFIX}{RUN_ID}-")
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
@@ -130,7 +131,7 @@ def test_user_data_tags_its_own_instance_through_imds_and_the_relay(
         assert [(m, s) for m, _, s in requests[:2]] == [("PUT", 200), ("GET", 200)]
         assert any(path.startswith("/latest/meta-data/iam/security-credentials/") for _, path, _ in requests[2:])
         ns_name = box.ns.name if box.ns else ""
-        assert ns_name in netns.list_namespaces()
+        assert ns_name in list_namespaces()
     assert not box.dir.exists()
     names, pids = _leftovers(identity.instance_id)
     assert names == [] and pids == []

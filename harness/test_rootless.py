@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from natlab.cloud import netns, tools
+from natlab.cloud import tools
 from natlab.cloud.netns import Namespace
+from natlab.cloud.netns_available import namespaces_available, unavailable_reason
 from natlab.cloud.overlay import in_user_namespace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +38,7 @@ DATAPLANE_SUBSET = (
 )
 UNPRIVILEGED_USER = "nobody"
 
-needs_netns = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
+needs_netns = pytest.mark.skipif(not namespaces_available(), reason=unavailable_reason() or "")
 
 
 @pytest.fixture

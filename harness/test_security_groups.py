@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from natlab.cloud import netns
+from natlab.cloud.netns import Namespace
+from natlab.cloud.netns_available import namespaces_available, unavailable_reason
 from natlab.cloud.security_groups import SgRule, eni_rules, group_members, protocol_name, rules_of
 from natlab.cloud.vpc_filter import filter_ruleset
 
@@ -93,9 +94,9 @@ def test_ruleset_dispatches_by_next_hop_and_mac_and_checks_sources_of_checked_en
     assert peer_in.strip().startswith("counter drop")
 
 
-@pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
+@pytest.mark.skipif(not namespaces_available(), reason=unavailable_reason() or "")
 def test_the_ruleset_is_valid_nftables() -> None:
-    with netns.Namespace("sgcheck") as ns:
+    with Namespace("sgcheck") as ns:
         proc = ns.run(["nft", "-c", "-f", "-"], input=filter_ruleset(ENIS, GROUPS).encode(), check=False)
     assert proc.returncode == 0, proc.stderr.decode()
 
@@ -114,7 +115,7 @@ def test_two_enis_with_one_address_give_one_map_entry_the_one_in_use() -> None:
     text = filter_ruleset({"eni-old": old, "eni-new": new}, GROUPS)
     assert "10.0.0.5 : jump in_eni_new" in text
     assert "10.0.0.5 : jump in_eni_old" not in text
-    if netns.namespaces_available():
-        with netns.Namespace("sgdup") as ns:
+    if namespaces_available():
+        with Namespace("sgdup") as ns:
             proc = ns.run(["nft", "-c", "-f", "-"], input=text.encode(), check=False)
         assert proc.returncode == 0, proc.stderr.decode()

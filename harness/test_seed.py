@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from natlab.cloud import netns
 from natlab.cloud.backend import MotoBackend
+from natlab.cloud.netns_available import namespaces_available, unavailable_reason
 from natlab.lab.takeover import Scene, TakeoverLab, TakeoverRun
 from natlab.module import seed_userdata
 
-pytestmark = pytest.mark.skipif(not netns.namespaces_available(), reason=netns.unavailable_reason() or "")
+pytestmark = pytest.mark.skipif(not namespaces_available(), reason=unavailable_reason() or "")
 
 
 @pytest.fixture(scope="module")

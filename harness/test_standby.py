@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from natlab.cloud import netns
+from natlab.cloud.netns_names import list_namespaces
 from natlab.lab.failover import inject
 from natlab.lab.lab import Lab
 from natlab.lab.open import ONE_ZONE
@@ -234,7 +234,7 @@ def test_destroy_in_the_middle_of_a_failover_leaves_nothing_behind(standby_lab: 
         ],
         "vpcs": lab.ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [lab.config.name]}])["Vpcs"],
         "addresses": lab.ec2.describe_addresses()["Addresses"],
-        "namespaces": [ns for ns in netns.list_namespaces() if any(i in ns for i in instance_ids)],
+        "namespaces": [ns for ns in list_namespaces() if any(i in ns for i in instance_ids)],
         "processes": processes_mentioning(instance_ids),
     }
     assert {kind: found for kind, found in left.items() if found} == {}

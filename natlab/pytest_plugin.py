@@ -29,7 +29,8 @@ import pytest
 from natlab.cloud.backend import Backend, BackendError, MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import CloudLab, build_cloud
-from natlab.cloud.netns import PREFIX, RUN_ID, cleanup_all, cleanup_stale
+from natlab.cloud.netns_cleanup import cleanup_all, cleanup_stale
+from natlab.cloud.netns_names import PREFIX, RUN_ID
 from natlab.lab import preflight
 from natlab.lab.failover import FailoverResult
 from natlab.lab.failover_report import failover_row, report_failover

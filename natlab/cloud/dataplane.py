@@ -44,7 +44,11 @@ from natlab.waiting import wait_until
 
 from . import flows, probes, tools
 from .internet import INTERNET_LINK_IP, ROUTER_IFNAME, Internet
-from .netns import NETNS_DIR, Namespace, NamespaceError, bridge, set_master, set_sysctl, veth_pair
+from .netns import Namespace
+from .netns_command import NamespaceError
+from .netns_links import bridge, set_master, veth_pair
+from .netns_names import NETNS_DIR
+from .netns_sysctl import set_sysctl
 from .route_sync import RouterEvent, RouteSync, SubnetPort, Target, nft_ruleset, table_for_subnet
 from .vpc_filter import VpcFilter
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .dataplane import EmulatedVpc
-from .netns import Namespace, set_sysctl
+from .netns import Namespace
+from .netns_sysctl import set_sysctl
 
 VPC_CIDR = "10.0.0.0/16"
 PUBLIC_CIDR = "10.0.0.0/24"

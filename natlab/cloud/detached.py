@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 
-from . import netns
 from .netns import Namespace
+from .netns_links import veth_pair
 
 
 class DetachedNamespace:
@@ -31,7 +31,7 @@ class DetachedNamespace:
             self._seq += 1
             peer, far = f"d{self._seq}", self._ns
         try:
-            netns.veth_pair(ns, ifname, far, peer, mac_a=mac)
+            veth_pair(ns, ifname, far, peer, mac_a=mac)
             ns.add_address(ifname, ip_cidr)
         except BaseException:
             self.release()

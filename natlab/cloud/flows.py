@@ -45,7 +45,7 @@ from natlab.resource import Resource
 from natlab.waiting import wait_until
 
 from .internet import SERVER_IP, TCP_ECHO_PORT
-from .netns import call_in_netns
+from .netns_call import call_in_netns
 
 log = logging.getLogger(__name__)
 

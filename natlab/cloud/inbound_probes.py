@@ -10,7 +10,7 @@ and say, port by port, what the sender saw:
 
 All connection attempts of one call run at once (non-blocking sockets, one deadline), so a sweep
 over a dozen ports costs one timeout, not a dozen. Sockets are made in the namespaces by
-``netns.call_in_netns``; nothing is spawned. Only addresses inside the lab's own namespaces are
+``netns_call.call_in_netns``; nothing is spawned. Only addresses inside the lab's own namespaces are
 ever targeted (the caller passes them).
 """
 
@@ -27,7 +27,7 @@ from typing import Self
 
 from natlab.resource import Resource
 
-from .netns import call_in_netns
+from .netns_call import call_in_netns
 
 NetnsPath = str | os.PathLike[str]
 #: Ports a scan of a NAT would try first: remote shells, web, RDP, alternates, ephemeral ones.

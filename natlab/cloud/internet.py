@@ -27,7 +27,9 @@ from typing import IO, Self
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
-from .netns import Namespace, set_sysctl, veth_pair
+from .netns import Namespace
+from .netns_links import veth_pair
+from .netns_sysctl import set_sysctl
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """Network namespaces for the harness: one per emulated instance or router.
 
-Every namespace this module creates is named ``natlab-<run>-<suffix>`` where ``<run>`` is the
-creating process id in hex, so a later run can tell its own namespaces from the leftovers of a run
-that died (``cleanup_stale``) without touching a concurrent pytest-xdist worker's namespaces.
+``Namespace`` is what every instance, router and probe lives in: made with ``lo`` up and known
+sysctls, and closed with every process and socket it holds so nothing outlives a test. Its name
+follows ``netns_names``; the other ``netns_*`` modules hold what is done to or around namespaces.
 
-Traffic rule: nothing here routes anywhere but between namespaces the harness itself created and the
-host loopback.
+Traffic rule: nothing in the ``netns*`` modules routes anywhere but between namespaces the harness
+itself created and the host loopback.
 
 Costs measured here (root, Debian 12 kernel): ``Namespace()`` create with ``lo`` up ~8 ms,
 ``close()`` (kill + ``ip netns del``) ~6 ms; ``ip -n NS ...`` ~3.4 ms a call.
@@ -13,147 +13,29 @@ Costs measured here (root, Debian 12 kernel): ``Namespace()`` create with ``lo``
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import ctypes
-import functools
 import itertools
 import logging
-import os
-import signal
 import socket
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from natlab.cloud import tools
 from natlab.resource import Resource
-from natlab.waiting import wait_until
+
+from .netns_call import call_in_netns
+from .netns_cleanup import live_namespaces, live_namespaces_lock
+from .netns_command import IP_TIMEOUT, run_command
+from .netns_kill import KILL_DEADLINE, kill_group, kill_until_gone, reap
+from .netns_names import NETNS_DIR, PREFIX, RUN_ID
+from .netns_sysctl import write_proc_sys
 
 log = logging.getLogger(__name__)
 
-PREFIX = "natlab-"
-"""Every namespace the harness creates starts with this."""
-
-RUN_ID = f"{os.getpid():x}"
-"""This process's part of namespace names (hex pid: tells live runs from dead ones)."""
-
-NETNS_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
-IP_TIMEOUT = 10.0
-KILL_DEADLINE = 5.0
-
 _T = TypeVar("_T")
-_libc = ctypes.CDLL(None, use_errno=True)
 _counter = itertools.count(1)
-_registry: dict[str, Namespace] = {}
-_registry_lock = threading.Lock()
-
-
-class NamespaceError(RuntimeError):
-    """A namespace operation failed (the message carries the command and its stderr)."""
-
-
-def _run(
-    argv: Sequence[str], *, timeout: float = IP_TIMEOUT, check: bool = True, input: bytes | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    """Run a short host command, capturing output; raise NamespaceError with stderr on failure."""
-    try:
-        return subprocess.run(tools.command(argv), check=check, timeout=timeout, capture_output=True, input=input)
-    except subprocess.CalledProcessError as exc:
-        stderr = exc.stderr.decode(errors="replace").strip()
-        raise NamespaceError(f"{' '.join(argv)!s} failed ({exc.returncode}): {stderr}") from exc
-
-
-# --------------------------------------------------------------------------------------------------
-# Availability
-
-
-@functools.cache
-def unavailable_reason() -> str | None:
-    """Return None when namespaces can be used here, else a sentence saying why not (for skips)."""
-    missing = tools.missing_reason(*tools.DATAPLANE_TOOLS)
-    if missing:
-        return missing
-    if os.geteuid() != 0:
-        rootless = subprocess.run(
-            tools.command(["unshare", "-Urnm", "true"]), capture_output=True, timeout=10, check=False
-        )
-        if rootless.returncode == 0:
-            return (
-                "not running as root: `ip netns` needs root; unprivileged user namespaces work "
-                "here, so run through scripts/rootless.sh (as `make verify` does) or as root"
-            )
-        return (
-            "not running as root and unprivileged user namespaces are unavailable "
-            f"(`unshare -Urnm true`: {rootless.stderr.decode(errors='replace').strip()})"
-        )
-    probe = f"{PREFIX}probe-{RUN_ID}"
-    try:
-        _run(["ip", "netns", "add", probe])
-    except (NamespaceError, subprocess.TimeoutExpired) as exc:
-        return f"`ip netns add` does not work here: {exc}"
-    _run(["ip", "netns", "del", probe], check=False)
-    return None
-
-
-def namespaces_available() -> bool:
-    """True when ``Namespace`` works here (see ``unavailable_reason`` for why not)."""
-    return unavailable_reason() is None
-
-
-# --------------------------------------------------------------------------------------------------
-# Running code inside a namespace from this process
-
-
-def call_in_netns(path: str | os.PathLike[str], fn: Callable[..., _T], *args: Any) -> _T:
-    """Call ``fn(*args)`` on a fresh thread that has ``setns()``-ed into the namespace at ``path``.
-
-    Only that thread changes namespace (it exits afterwards); the rest of the process stays in the
-    host namespace. Sockets created by ``fn`` stay in the namespace they were created in.
-    """
-    result: list[_T] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({path}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            result.append(fn(*args))
-        except BaseException as exc:  # handed to the caller's thread
-            error.append(exc)
-
-    thread = threading.Thread(target=target, name=f"setns-{Path(path).name}", daemon=True)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
-
-
-def _bind_listen(host: str, port: int, type_: int, backlog: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, type_)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        if type_ == socket.SOCK_STREAM:
-            sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-# --------------------------------------------------------------------------------------------------
-# Namespace
 
 
 BASELINE_SYSCTLS = {
@@ -168,7 +50,7 @@ every emulated instance a forwarding kernel before its boot script asked for one
 
 def _write_baseline() -> None:
     for key, value in BASELINE_SYSCTLS.items():
-        _write_proc_sys(key, value)
+        write_proc_sys(key, value)
 
 
 class Namespace(Resource):
@@ -202,10 +84,10 @@ class Namespace(Resource):
         if self.path.exists():  # same suffix twice in one run (e.g. an instance id after a reset)
             self.name = f"{self.name}-{next(_counter)}"
             self.path = NETNS_DIR / self.name
-        _run(["ip", "netns", "add", self.name])
+        run_command(["ip", "netns", "add", self.name])
         self._created = True
-        with _registry_lock:
-            _registry[self.name] = self
+        with live_namespaces_lock:
+            live_namespaces[self.name] = self
         self.ip("link", "set", "lo", "up")
         self.call(_write_baseline)
         log.debug("namespace %s created", self.name)
@@ -229,9 +111,9 @@ class Namespace(Resource):
                     sock.close()
             if self._created:
                 self._delete_links()
-                _run(["ip", "netns", "del", self.name], check=False)
-            with _registry_lock:
-                _registry.pop(self.name, None)
+                run_command(["ip", "netns", "del", self.name], check=False)
+            with live_namespaces_lock:
+                live_namespaces.pop(self.name, None)
             log.debug("namespace %s deleted", self.name)
 
     def exists(self) -> bool:
@@ -249,11 +131,11 @@ class Namespace(Resource):
         """
         if not self.exists():
             return
-        listing = _run(["ip", "-n", self.name, "-o", "link", "show"], check=False).stdout.decode()
+        listing = run_command(["ip", "-n", self.name, "-o", "link", "show"], check=False).stdout.decode()
         for line in listing.splitlines():
             name = line.split(":", 2)[1].strip().split("@", 1)[0] if line.count(":") >= 2 else ""
             if name and name != "lo":
-                _run(["ip", "-n", self.name, "link", "del", name], check=False)
+                run_command(["ip", "-n", self.name, "link", "del", name], check=False)
 
     # -- commands ----------------------------------------------------------------------------------
 
@@ -263,7 +145,7 @@ class Namespace(Resource):
 
     def ip(self, *args: str, check: bool = True, timeout: float = IP_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
         """Run ``ip -n NAME <args>`` (faster than ``ip netns exec``); NamespaceError on failure."""
-        return _run(["ip", "-n", self.name, *args], check=check, timeout=timeout)
+        return run_command(["ip", "-n", self.name, *args], check=check, timeout=timeout)
 
     def run(
         self, argv: Sequence[str], *, check: bool = True, timeout: float = 30.0, **kwargs: Any
@@ -282,7 +164,7 @@ class Namespace(Resource):
         return proc
 
     def call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Call ``fn(*args)`` on a thread inside this namespace (see ``call_in_netns``)."""
+        """Call ``fn(*args)`` on a thread inside this namespace (see ``netns_call.call_in_netns``)."""
         return call_in_netns(self.path, fn, *args)
 
     def listen_socket(self, host: str, port: int, type: int = socket.SOCK_STREAM, backlog: int = 128) -> socket.socket:
@@ -301,7 +183,7 @@ class Namespace(Resource):
         """PIDs of the processes whose network namespace is this one (``ip netns pids``)."""
         if not self._created or not self.exists():
             return []
-        out = _run(["ip", "netns", "pids", self.name], check=False).stdout.decode()
+        out = run_command(["ip", "netns", "pids", self.name], check=False).stdout.decode()
         return [int(p) for p in out.split()]
 
     def kill_all(self, deadline: float = KILL_DEADLINE) -> None:
@@ -309,9 +191,9 @@ class Namespace(Resource):
         with self._lock:
             procs = list(self._procs)
         for proc in procs:
-            _kill_group(proc)
-        _kill_until_gone(self.name, self.pids, deadline, lambda: _reap(procs))
-        _reap(procs, timeout=2.0)
+            kill_group(proc)
+        kill_until_gone(self.name, self.pids, deadline, lambda: reap(procs))
+        reap(procs, timeout=2.0)
 
     # -- small conveniences ------------------------------------------------------------------------
 
@@ -324,220 +206,18 @@ class Namespace(Resource):
         self.ip("addr", "add", cidr, "dev", ifname)
 
 
-def _kill_group(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is not None:
-        return
+def _bind_listen(host: str, port: int, type_: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, type_)
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        if type_ == socket.SOCK_STREAM:
+            sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
-def _reap(procs: Sequence[subprocess.Popen[Any]], timeout: float = 0.0) -> None:
-    for proc in procs:
-        if proc.poll() is None and timeout:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=timeout)
-
-
-def _kill_until_gone(
-    name: str, pids: Callable[[], list[int]], deadline: float, reap: Callable[[], None] = lambda: None
-) -> None:
-    """SIGKILL every PID in namespace ``name`` until none is left; warn if some survive ``deadline`` s."""
-
-    def gone() -> bool:
-        alive = pids()
-        for pid in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        reap()
-        if alive:
-            raise LookupError(f"processes survive SIGKILL: {alive}")
-        return True
-
-    try:
-        wait_until(gone, what=f"exit of every process in namespace {name}", timeout=deadline, interval=0.01)
-    except TimeoutError as error:
-        log.warning("%s", error)
-
-
-# --------------------------------------------------------------------------------------------------
-# Links and sysctls
-
-
-def veth_pair(
-    ns_a: Namespace,
-    name_a: str,
-    ns_b: Namespace,
-    name_b: str,
-    mac_a: str | None = None,
-    mac_b: str | None = None,
-    *,
-    up: bool = True,
-) -> None:
-    """Create veth ``name_a`` in ``ns_a`` with its peer ``name_b`` in ``ns_b`` (both up by default).
-
-    Interface names are at most 15 characters. Deleting either namespace destroys both ends.
-    """
-    argv = ["link", "add", name_a]
-    if mac_a:
-        argv += ["address", mac_a]
-    argv += ["type", "veth", "peer", "name", name_b, "netns", ns_b.name]
-    if mac_b:
-        argv += ["address", mac_b]
-    ns_a.ip(*argv)
-    if up:
-        ns_a.link_up(name_a)
-        ns_b.link_up(name_b)
-
-
-def bridge(ns: Namespace, name: str, mac: str, *, up: bool = True) -> None:
-    """Create a bridge with a FIXED MAC (else it takes its lowest port MAC and neighbours break)."""
-    ns.ip("link", "add", name, "address", mac, "type", "bridge")
-    if up:
-        ns.link_up(name)
-
-
-def set_master(ns: Namespace, ifname: str, bridge_name: str) -> None:
-    """Attach ``ifname`` to bridge ``bridge_name`` inside ``ns``."""
-    ns.ip("link", "set", ifname, "master", bridge_name)
-
-
-def _write_proc_sys(key: str, value: str) -> None:
-    path = Path("/proc/sys") / key.replace(".", "/")
-    path.write_text(f"{value}\n")
-
-
-def _read_proc_sys(key: str) -> str:
-    return (Path("/proc/sys") / key.replace(".", "/")).read_text().strip()
-
-
-def set_sysctl(ns: Namespace, key: str, value: str | int) -> None:
-    """Set a (network) sysctl such as ``net.ipv4.ip_forward`` inside ``ns`` (no process spawned).
-
-    Keys name ``/proc/sys`` paths with dots; interface names containing dots are not supported.
-    """
-    ns.call(_write_proc_sys, key, str(value))
-
-
-def get_sysctl(ns: Namespace, key: str) -> str:
-    """Read a (network) sysctl inside ``ns``."""
-    return ns.call(_read_proc_sys, key)
-
-
-# --------------------------------------------------------------------------------------------------
-# Cleanup of leftovers
-
-
-def list_namespaces(prefix: str = PREFIX) -> list[str]:
-    """Names of existing namespaces starting with ``prefix``."""
-    try:
-        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))
-    except FileNotFoundError:
-        return []
-
-
-def _remove_by_name(name: str) -> None:
-    def pids() -> list[int]:
-        return [int(p) for p in _run(["ip", "netns", "pids", name], check=False).stdout.decode().split()]
-
-    _kill_until_gone(name, pids, KILL_DEADLINE)
-    _run(["ip", "netns", "del", name], check=False)
-
-
-def cleanup_all(prefix: str = PREFIX) -> list[str]:
-    """Remove EVERY namespace starting with ``prefix``: kill its processes, delete it (its veths go too).
-
-    This also removes namespaces of concurrently running harness processes; for start-of-session
-    cleanup prefer ``cleanup_stale``. Returns the names removed.
-    """
-    with _registry_lock:
-        mine = [ns for name, ns in _registry.items() if name.startswith(prefix)]
-    for ns in mine:
-        with contextlib.suppress(Exception):
-            ns.close()
-    names = list_namespaces(prefix)
-    for name in names:
-        _remove_by_name(name)
-    if names:
-        log.info("removed leftover namespaces: %s", " ".join(names))
-    return [ns.name for ns in mine] + names
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def cleanup_stale(prefix: str = PREFIX) -> list[str]:
-    """Remove ``natlab-<run>-*`` namespaces whose creating process (``<run>``, hex pid) is dead."""
-    removed = []
-    for name in list_namespaces(prefix):
-        run = name[len(prefix) :].split("-", 1)[0]
-        try:
-            owner = int(run, 16)
-        except ValueError:
-            owner = -1
-        if owner == os.getpid() or (owner > 0 and _pid_alive(owner)):
-            continue
-        _remove_by_name(name)
-        removed.append(name)
-    if removed:
-        log.info("removed stale namespaces: %s", " ".join(removed))
-    return removed
-
-
-def close_all_live() -> None:
-    """Close every namespace this process still has open (registered with atexit)."""
-    with _registry_lock:
-        live = list(_registry.values())
-    for ns in live:
-        try:
-            ns.close()
-        except Exception:  # keep closing the others
-            log.exception("closing %s failed", ns.name)
-
-
-atexit.register(close_all_live)
-
-
-def _raise_system_exit(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def install_signal_handlers(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> None:
-    """Turn SIGTERM/SIGHUP into SystemExit so ``finally`` blocks and atexit cleanup still run.
-
-    Call from the main thread (e.g. in ``pytest_configure``); SIGINT already raises
-    KeyboardInterrupt. Handlers set by someone else are left alone.
-    """
-    for sig in signals:
-        if signal.getsignal(sig) in (signal.SIG_DFL, None):
-            signal.signal(sig, _raise_system_exit)
-
-
-__all__ = [
-    "PREFIX",
-    "RUN_ID",
-    "Namespace",
-    "NamespaceError",
-    "bridge",
-    "call_in_netns",
-    "cleanup_all",
-    "cleanup_stale",
-    "close_all_live",
-    "get_sysctl",
-    "install_signal_handlers",
-    "list_namespaces",
-    "namespaces_available",
-    "set_master",
-    "set_sysctl",
-    "unavailable_reason",
-    "veth_pair",
-]
+__all__ = ["Namespace"]

@@ -1,7 +1,7 @@
 """Traffic probes run from a private workload namespace through the emulated VPC to the internet.
 
 The probes' sockets are created inside the workload's namespace by a thread that ``setns()``-ed into
-it (``netns.call_in_netns``) and then used from this process: no subprocess per packet, timestamps
+it (``netns_call.call_in_netns``) and then used from this process: no subprocess per packet, timestamps
 from ``time.monotonic()`` on the sending and receiving threads (comparable with ``RouterEvent.mono``).
 Every probe is bounded in packets and time and stops by itself.
 
@@ -30,7 +30,7 @@ from natlab.resource import Resource
 from natlab.waiting import wait_until
 
 from .internet import HTTP_PORT, SERVER_IP, TCP_ECHO_PORT, UDP_ECHO_PORT
-from .netns import call_in_netns
+from .netns_call import call_in_netns
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import tools
-from .netns import Namespace, set_sysctl
+from .netns import Namespace
+from .netns_sysctl import set_sysctl
 from .security_groups import Direction, SgRule, eni_rules, group_members
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from natlab.cloud.backend import MOTO_AL2023_ARM64_AMI, Backend, MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.fleet import FleetEvent, InstanceFleet
 from natlab.cloud.image import DnfModel, Image
-from natlab.cloud.netns import Namespace, unavailable_reason
+from natlab.cloud.netns import Namespace
+from natlab.cloud.netns_available import unavailable_reason
 from natlab.cloud.reboots import REBOOT_SECONDS, REBOOTS
 from natlab.cloud.route_sync import RouterEvent
 from natlab.cloud.sandbox import InstanceSandbox

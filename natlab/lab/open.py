@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from natlab.cloud.backend import Backend, make_backend
-from natlab.cloud.netns import unavailable_reason
+from natlab.cloud.netns_available import unavailable_reason
 from natlab.lab.lab import Lab, LabConfig
 from natlab.lab.settings import HarnessSettings
 

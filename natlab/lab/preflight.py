@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 from natlab.cloud.backend import BackendError, LocalStackBackend
-from natlab.cloud.netns import unavailable_reason
+from natlab.cloud.netns_available import unavailable_reason
 from natlab.lab.settings import HarnessSettings
 
 #: The module's own `required_version` (versions.tf); the harness's fixtures use the module.
