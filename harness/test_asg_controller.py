@@ -8,17 +8,9 @@ from collections.abc import Iterator
 import pytest
 from test_moto_fixes import group_instances, make_group, only_instance
 
-from natlab.cloud.asg_controller import (
-    ABANDONED,
-    ALARM,
-    GONE,
-    LAUNCHED,
-    LIFECYCLE_TIMEOUT,
-    TERMINATE,
-    UNHEALTHY,
-    AsgHealthController,
-    AwsDelays,
-)
+from natlab.cloud.asg_controller import AsgHealthController
+from natlab.cloud.asg_events import ABANDONED, ALARM, GONE, LAUNCHED, LIFECYCLE_TIMEOUT, TERMINATE, UNHEALTHY
+from natlab.cloud.aws_delays import AwsDelays
 from natlab.cloud.backend import MotoBackend
 from natlab.cloud.zone_outages import ZONES
 from natlab.waiting import wait_until

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from natlab.cloud import moto_fixes, warm_pool
-from natlab.cloud.asg_controller import ABANDONED
+from natlab.cloud.asg_events import ABANDONED
 from natlab.cloud.flows import stall_bound
 from natlab.cloud.image import DnfModel
 from natlab.cloud.warm_pool import PENDING

@@ -8,7 +8,7 @@ with AWS-like timing, reporting each step to ``on_event(kind, instance_id, t)``.
 
 Use it with moto only (:class:`natlab.cloud.backend.MotoBackend`); real AWS does all of this itself.
 
-What is modelled (AWS figures are the defaults of :class:`AwsDelays`):
+What is modelled (AWS figures are the defaults of :class:`natlab.cloud.aws_delays.AwsDelays`):
 
 - a stopped/stopping instance: the ASG EC2 health check marks it Unhealthy, then replaces it;
 - an instance marked Unhealthy through SetInstanceHealth (a peer NAT's takeover): replaced the same way,
@@ -26,11 +26,10 @@ What is modelled (AWS figures are the defaults of :class:`AwsDelays`):
   actions include ``arn:aws:automate:<region>:ec2:terminate`` goes to ALARM after its own
   ``Period x EvaluationPeriods`` and terminates the instance. Without such an alarm the ASG's EC2
   health check still replaces the instance (it treats impaired status checks as unhealthy), later;
-- launch lifecycle hooks: ABANDON (recorded by :mod:`natlab.cloud.moto_fixes`) terminates the instance;
-  an instance left in ``Pending:Wait`` past the hook's heartbeat timeout gets the DefaultResult;
-- a failed launch (a lost zone, :mod:`natlab.cloud.zone_outages`): a group whose launch was
-  refused and that is below its desired capacity for ``launch_retry`` is launched again
-  (SetDesiredCapacity to the same value), until a launch succeeds;
+- launch lifecycle hooks (:mod:`natlab.cloud.launch_hooks`): ABANDON terminates the instance, a
+  heartbeat timeout applies the DefaultResult;
+- a failed launch (a lost zone, :mod:`natlab.cloud.launch_retry`): the group is launched again until
+  a launch succeeds;
 - warm pools (:mod:`natlab.cloud.warm_pool`): each group's pool is kept filled per DescribeWarmPool,
   a prepared instance is stopped ``warm_stop`` after its hook's CONTINUE, one that ABANDONed is
   terminated. Taking a prepared instance on a replacement is moto's part (the ``warm_pool`` fix).
@@ -47,79 +46,19 @@ from typing import Any, Protocol, Self
 
 import botocore.exceptions
 
+from natlab.cloud.asg_events import ALARM, GONE, LAUNCHED, TERMINATE, UNHEALTHY, EventHook
+from natlab.cloud.aws_delays import AwsDelays
 from natlab.cloud.launch_first import LaunchFirst
+from natlab.cloud.launch_hooks import LaunchHooks
+from natlab.cloud.launch_retry import LaunchRetry
 from natlab.cloud.warm_pool import WarmPoolKeeper
-from natlab.cloud.zone_outages import ZONES
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
 logger = logging.getLogger(__name__)
 
-# Event kinds passed to on_event.
-LAUNCHED = "launched"  # an instance appeared in a group (the first one, or a replacement)
-UNHEALTHY = "unhealthy"  # SetInstanceHealth Unhealthy
-ALARM = "alarm"  # a status-check alarm went to ALARM
-TERMINATE = "terminate"  # the controller asked for termination
-GONE = "gone"  # an instance left its group
-LIFECYCLE_TIMEOUT = "lifecycle-timeout"  # heartbeat timeout: the hook's DefaultResult applied
-ABANDONED = "abandoned"  # the boot script answered ABANDON
-
 STATUS_CHECK_METRICS = ("StatusCheckFailed", "StatusCheckFailed_Instance")
 NOT_RUNNING = ("stopping", "stopped")
-
-
-@dataclasses.dataclass(frozen=True)
-class AwsDelays:
-    """How long AWS takes for each step, in seconds. Tests pass small values.
-
-    Defaults are AWS's own figures (documented or commonly observed), so a run with the defaults
-    shows real-world failover times.
-    """
-
-    #: How often the controller looks at the groups (not an AWS figure).
-    poll_interval: float = 0.2
-    #: ASG EC2 health check noticing a stopped/stopping instance: observed 10-60 s.
-    stopped_detection: float = 30.0
-    #: Unhealthy -> TerminateInstance by the ASG: a few seconds.
-    unhealthy_to_terminate: float = 5.0
-    #: EC2 status checks run every minute; the first failed check lands within this.
-    status_check_interval: float = 60.0
-    #: Alarm evaluation after the first failed check; None = the alarm's Period x EvaluationPeriods.
-    alarm_evaluation: float | None = None
-    #: ASG EC2 health check acting on an impaired status without any alarm: "several minutes".
-    impaired_detection: float = 300.0
-    #: ABANDON -> termination by the ASG: a few seconds.
-    abandon_to_terminate: float = 2.0
-    #: Pending:Wait heartbeat timeout; None = the hook's HeartbeatTimeout (AWS default 3600 s).
-    lifecycle_timeout: float | None = None
-    #: Health checks are ignored this long after launch; None = the group's HealthCheckGracePeriod.
-    grace_period: float | None = None
-    #: Warm pool: the launch hook's CONTINUE -> instance stopped (an OS shutdown): estimate, a few seconds.
-    warm_stop: float = 5.0
-    #: A group below its desired capacity (a launch failed) tries again after this: estimate (AWS retries
-    #: failed launches on its own, at intervals it does not document; seconds to a few minutes observed).
-    launch_retry: float = 10.0
-
-    @classmethod
-    def fast(cls, scale: float = 0.01) -> AwsDelays:
-        """AWS's figures scaled down (0.01: 30 s -> 0.3 s), with grace and hook timeouts too."""
-        return cls(
-            poll_interval=0.05,
-            stopped_detection=30.0 * scale,
-            unhealthy_to_terminate=5.0 * scale,
-            status_check_interval=60.0 * scale,
-            alarm_evaluation=120.0 * scale,
-            impaired_detection=300.0 * scale,
-            abandon_to_terminate=2.0 * scale,
-            lifecycle_timeout=300.0 * scale,
-            grace_period=0.0,
-            warm_stop=5.0 * scale,
-            launch_retry=10.0 * scale,
-        )
-
-
-class EventHook(Protocol):
-    def __call__(self, kind: str, instance_id: str, t: float) -> None: ...
 
 
 class _Backend(Protocol):
@@ -160,14 +99,22 @@ class AsgHealthController(Resource):
             from natlab.cloud import moto_fixes
 
             lifecycle_actions = moto_fixes.LIFECYCLE.actions
-        self._lifecycle_actions = lifecycle_actions
         self._lock = threading.Lock()
         self._impaired: dict[str, float] = {}
         self._tracked: dict[str, _Tracked] = {}
-        self._handled_actions: set[tuple[str, str, float]] = set()
         self._current: dict[str, list[str]] = {}
-        self._short_since: dict[str, float] = {}  # group -> when it was first seen below its desired capacity
         self._launch_first = LaunchFirst(backend, emit=self._emit)
+        self._launch_hooks = LaunchHooks(
+            backend,
+            emit=self._emit,
+            call=self._call,
+            lifecycle_actions=lifecycle_actions,
+            abandon_to_terminate=self.delays.abandon_to_terminate,
+            lifecycle_timeout=self.delays.lifecycle_timeout,
+        )
+        self._launch_retry = LaunchRetry(
+            backend, self._launch_first, call=self._call, retry_after=self.delays.launch_retry
+        )
         self._warm_pools = WarmPoolKeeper(
             backend,
             emit=self._emit,
@@ -276,10 +223,10 @@ class AsgHealthController(Resource):
                 if tracked.terminate_requested:
                     continue
                 if member["LifecycleState"] == "Pending:Wait":
-                    self._check_lifecycle_timeout(group, instance_id, tracked, now)
+                    self._launch_hooks.check_timeout(group, instance_id, tracked, now)
                     continue
                 if member["LifecycleState"] == "Pending:Proceed":
-                    continue  # ABANDONed (moto_fixes marks it Unhealthy too): _check_abandoned terminates it
+                    continue  # ABANDONed (moto_fixes marks it Unhealthy too): check_abandoned terminates it
                 if member.get("HealthStatus") == "Unhealthy":
                     # Marked by someone else (a peer NAT's takeover, with ShouldRespectGracePeriod=false).
                     self._mark_unhealthy_then_terminate(instance_id, tracked, now, marked=True)
@@ -289,8 +236,8 @@ class AsgHealthController(Resource):
                 self._check_stopped(instance_id, states.get(instance_id), tracked, now)
                 self._check_impaired(instance_id, tracked, now)
             self._warm_pools.poll(group)
-            self._retry_launch(group, now)
-        self._check_abandoned(now)
+            self._launch_retry.poll(group, now)
+        self._launch_hooks.check_abandoned(self._tracked, self._terminate_in_group, now)
 
     def _describe_groups(self) -> list[dict[str, Any]]:
         paginator = self.backend.client("autoscaling").get_paginator("describe_auto_scaling_groups")
@@ -413,67 +360,6 @@ class AsgHealthController(Resource):
             ShouldDecrementDesiredCapacity=False,
         )
 
-    def _check_lifecycle_timeout(self, group: dict[str, Any], instance_id: str, tracked: _Tracked, now: float) -> None:
-        name = group["AutoScalingGroupName"]
-        hooks = self.backend.client("autoscaling").describe_lifecycle_hooks(AutoScalingGroupName=name)["LifecycleHooks"]
-        for hook in hooks:
-            if hook.get("LifecycleTransition") != "autoscaling:EC2_INSTANCE_LAUNCHING":
-                continue
-            timeout = self.delays.lifecycle_timeout
-            if timeout is None:
-                timeout = float(hook.get("HeartbeatTimeout", 3600))
-            if now - tracked.first_seen >= timeout:
-                result = hook.get("DefaultResult", "ABANDON")
-                logger.info("%s: lifecycle hook timed out, applying %s", instance_id, result)
-                self._emit(LIFECYCLE_TIMEOUT, instance_id)
-                self._call(
-                    "autoscaling",
-                    "complete_lifecycle_action",
-                    AutoScalingGroupName=name,
-                    LifecycleHookName=hook["LifecycleHookName"],
-                    LifecycleActionResult=result,
-                    InstanceId=instance_id,
-                )
-            return
-
-    def _retry_launch(self, group: dict[str, Any], now: float) -> None:
-        """A group short of its desired capacity for ``launch_retry`` s launches again (a failed launch)."""
-        name = group["AutoScalingGroupName"]
-        # Only launches this lab refused (a lost zone) are retried: moto's own bookkeeping of a group's
-        # size is left alone (it can read short for a moment where AWS would not launch).
-        if not ZONES.owes(name) or self._launch_first.busy(name) or not _short(group):
-            self._short_since.pop(name, None)
-            return
-        since = self._short_since.setdefault(name, now)
-        if now - since < self.delays.launch_retry:
-            return
-        self._short_since[name] = now
-        # Read again: SetDesiredCapacity below the group's size would terminate instances.
-        group = self.backend.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
-            "AutoScalingGroups"
-        ][0]
-        if _short(group):
-            logger.info("%s is short of its %d instances: launching again", name, group["DesiredCapacity"])
-            self._call(
-                "autoscaling",
-                "set_desired_capacity",
-                AutoScalingGroupName=name,
-                DesiredCapacity=group["DesiredCapacity"],
-            )
-
-    def _check_abandoned(self, now: float) -> None:
-        for action in self._lifecycle_actions():
-            key = (action.instance_id, action.result, action.at)
-            if action.result != "ABANDON" or not action.accepted or key in self._handled_actions:
-                continue
-            tracked = self._tracked.get(action.instance_id)
-            if tracked is None or tracked.terminate_requested:
-                continue
-            if time.time() - action.at >= self.delays.abandon_to_terminate:
-                self._handled_actions.add(key)
-                self._emit(ABANDONED, action.instance_id)
-                self._terminate_in_group(action.instance_id, tracked)
-
     # --- helpers -----------------------------------------------------------------------------
 
     def _call(self, service: str, operation: str, **params: Any) -> None:
@@ -492,9 +378,3 @@ class AsgHealthController(Resource):
                 self.on_event(kind, instance_id, t)
             except Exception:
                 logger.exception("on_event hook failed for %s %s", kind, instance_id)
-
-
-def _short(group: dict[str, Any]) -> bool:
-    """Whether the group has fewer live (InService or Pending) instances than its desired capacity."""
-    states = [m["LifecycleState"] for m in group["Instances"]]
-    return sum(1 for s in states if s == "InService" or s.startswith("Pending")) < group["DesiredCapacity"]

@@ -7,8 +7,8 @@ trying to reach its desired capacity and succeeds once the zone takes launches a
 Modelled here (``ZONES``, process-wide like moto's state): while a zone is ``down``, a launch into
 a group whose zones are all down launches nothing and is recorded in ``ZONES.refused`` (moto would
 launch at once, inside the TerminateInstances of the dead instance). The retry is the ASG
-controller's (``AwsDelays.launch_retry``: a group whose launch was refused, ``ZONES.owes``, and that
-is below its desired capacity is launched again).
+controller's (``launch_retry.py``, after ``AwsDelays.launch_retry``: a group whose launch was refused,
+``ZONES.owes``, and that is below its desired capacity is launched again).
 What is not modelled: the lost zone's own subnets keep forwarding in the emulated VPC (its private
 workload is still there to check that the zone is served again afterwards).
 """

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import urlparse
 
-from natlab.cloud.asg_controller import AsgHealthController, AwsDelays
+from natlab.cloud.asg_controller import AsgHealthController
+from natlab.cloud.aws_delays import AwsDelays
 from natlab.cloud.backend import MOTO_AL2023_ARM64_AMI, Backend, MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.fleet import FleetEvent, InstanceFleet
