@@ -15,7 +15,7 @@ from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import build_cloud, nat_instance
 from natlab.cloud.netns_available import namespaces_available, unavailable_reason
 from natlab.cloud.netns_names import PREFIX, RUN_ID, list_namespaces
-from natlab.cloud.route_sync import CloudView, SubnetPort, Target, desired_state, igw_nat
+from natlab.cloud.route_model import CloudView, SubnetPort, Target, desired_state, igw_nat
 
 needs_netns = pytest.mark.skipif(not namespaces_available(), reason=unavailable_reason() or "")
 

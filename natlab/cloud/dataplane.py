@@ -5,7 +5,7 @@
 - a router namespace (``natlab-<run>-vpcN-rtr``, ip_forward=1) with one bridge per subnet (fixed MAC,
   gateway ``.1`` of the subnet) and per subnet an ``ip rule iif <bridge> lookup <table>`` whose table
   holds the VPC's on-link subnet routes plus the subnet's route table, kept in sync by ``RouteSync``
-  (see ``route_sync.py``: IGW with 1:1 NAT, ENI targets, blackholes for dead ENIs and for ENIs whose
+  (see ``route_model.py``: IGW with 1:1 NAT, ENI targets, blackholes for dead ENIs and for ENIs whose
   source/dest check is on);
 - an internet namespace linked only to the router (see ``internet.py``: servers on 203.0.113.10);
 - a workload namespace per private subnet (``.10``, default via ``.1``), from which ``probes.py``
@@ -43,13 +43,15 @@ from natlab.resource import Resource
 from natlab.waiting import wait_until
 
 from . import flows, probes, tools
+from .igw_nftables import nft_ruleset
 from .internet import INTERNET_LINK_IP, ROUTER_IFNAME, Internet
 from .netns import Namespace
 from .netns_command import NamespaceError
 from .netns_links import bridge, set_master, veth_pair
 from .netns_names import NETNS_DIR
 from .netns_sysctl import set_sysctl
-from .route_sync import RouterEvent, RouteSync, SubnetPort, Target, nft_ruleset, table_for_subnet
+from .route_model import SubnetPort, Target, table_for_subnet
+from .route_sync import RouterEvent, RouteSync
 from .vpc_filter import VpcFilter
 
 log = logging.getLogger(__name__)

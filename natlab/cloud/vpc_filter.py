@@ -15,7 +15,7 @@ The table's ``forward`` chain, in order (``priority filter + 10``: after the IGW
    whose source is not one of the ENI's own private addresses is dropped ("the instance must be
    the source or destination of any traffic it sends or receives", VPC user guide, NAT instances:
    https://docs.aws.amazon.com/vpc/latest/userguide/VPC_NAT_Instance.html). The destination half is
-   in ``route_sync.py``: routes to such an ENI black-hole.
+   in ``route_model.py``: routes to such an ENI black-hole.
 3. Security groups are stateful: a packet in the reply direction of a connection the router let
    through (``ct direction reply``), or an ICMP error about one (``ct state related``), passes.
 4. Egress: a packet from an ENI (by MAC) must match one of its groups' egress rules.
