@@ -22,7 +22,8 @@ from natlab.cloud.backend import (
 )
 from natlab.lab import preflight
 from natlab.lab.settings import HarnessSettings
-from natlab.lab.terraform import TerraformError, TerraformWorkdir
+from natlab.lab.terraform import TerraformWorkdir
+from natlab.lab.terraform_error import TerraformError
 
 # --- moto ----------------------------------------------------------------------------------------
 

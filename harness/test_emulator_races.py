@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from natlab.lab.emulator_races import apply_retrying_emulator_races
-from natlab.lab.terraform import TerraformError
+from natlab.lab.terraform_error import TerraformError
 
 RACE = "api error InvalidPermission.Duplicate: The specified rule already exists"
 PROFILE_RACE = "api error LimitExceeded: Cannot exceed quota for InstanceSessionsPerInstanceProfile: 1"

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 
-from natlab.lab.terraform import TerraformError, TerraformWorkdir
+from natlab.lab.terraform import TerraformWorkdir
+from natlab.lab.terraform_error import TerraformError
 
 logger = logging.getLogger(__name__)
 

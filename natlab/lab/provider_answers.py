@@ -7,7 +7,7 @@ CPU-s). A lab's apply, plan and destroy asked 3 and 8 times for the same two ans
 a 4.5 s plan of a one-VPC workdir, 7.3 of an 8.1 s destroy.
 
 :class:`ProviderAnswers` is a gRPC relay between Terraform and the lab's one provider process
-(:class:`natlab.lab.terraform.ProviderProcess`): every call goes through to the provider, except
+(:class:`natlab.lab.provider_process.ProviderProcess`): every call goes through to the provider, except
 that ``GetSchema`` and ``PrepareProviderConfig`` (protocol 5's names) are answered with the
 provider's own reply to the same request bytes, once it has given one. Resources are validated,
 read, planned and applied by the provider at every command as before.
