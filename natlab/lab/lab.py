@@ -2,39 +2,38 @@
 
 Start order matters. The instance fleet (every launched instance boots its real user data) and the
 Auto Scaling health controller start first; then the fixture is applied, in one go. The data plane
-(the emulated VPC's namespaces) is built when the first instance boots: the fixture's module waits
-for the whole network, so the VPC is complete by then, and the first NAT boots exactly as a
-replacement will.
+(the emulated VPC's namespaces, :mod:`natlab.lab.data_plane`) is built when the first instance
+boots: the fixture's module waits for the whole network, so the VPC is complete by then, and the
+first NAT boots exactly as a replacement will.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
-from urllib.parse import urlparse
 
 from natlab.cloud.asg_controller import AsgHealthController
-from natlab.cloud.aws_delays import AwsDelays
-from natlab.cloud.backend import MOTO_AL2023_ARM64_AMI, Backend, MotoBackend
+from natlab.cloud.backend import Backend, MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.fleet import FleetEvent, InstanceFleet
 from natlab.cloud.image import DnfModel, Image
-from natlab.cloud.netns import Namespace
 from natlab.cloud.netns_available import unavailable_reason
-from natlab.cloud.reboots import REBOOT_SECONDS, REBOOTS
+from natlab.cloud.reboots import REBOOTS
 from natlab.cloud.route_sync import RouterEvent
 from natlab.cloud.sandbox import InstanceSandbox
 from natlab.cloud.warm_pool import WARM
+from natlab.lab.backend_traits import ami_vars, loopback_port, plain_http
+from natlab.lab.data_plane import LabDataPlane
 from natlab.lab.emulator_races import apply_retrying_emulator_races
+from natlab.lab.pacing import CONTROLLER_DELAYS, FLEET_POLL_INTERVAL, REBOOT_DELAY, ROUTE_SYNC_INTERVAL
 from natlab.lab.settings import HarnessSettings
 from natlab.lab.spot import SpotInterruption, interrupt_spot
 from natlab.lab.terraform import TerraformWorkdir
-from natlab.lab.vpc_lookup import lab_vpc_id
+from natlab.lab.zones import Zone, zones_from_outputs
 from natlab.report.timeline import REPLACEMENT_LAUNCHED, SOURCE_ASG, SOURCE_ROUTER, Timeline
 from natlab.resource import Resource
 from natlab.waiting import wait_until
@@ -43,37 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: A change to an instance's user data before it boots (a deliberately broken boot script).
 UserDataTransform = Callable[[bytes], bytes]
-
-# How often the emulated cloud's parts look at the emulator. Every look is a few API calls, and
-# moto spends 4-7 ms of this process's CPU on each: polling at 20-50 Hz all the time, an idle
-# one-zone lab used 0.86 CPU-seconds a second (route sync 0.54, fleet 0.23, health controller 0.2)
-# of this 2-core machine. The fleet and the controller poll at their own defaults (5 Hz): a launch
-# boots, and a stopped or impaired NAT is acted on after its (scaled) AWS delay, within 0.2 s more.
-# The router syncs at 20 Hz while a scenario watches (``Lab.watching_closely``: a route change is
-# in its kernel within tens of milliseconds, as measured in the failover figures), at 2 Hz otherwise.
-ROUTE_SYNC_INTERVAL = 0.05
-ROUTE_SYNC_IDLE_INTERVAL = 0.5
-FLEET_POLL_INTERVAL = 0.2
-
-#: AWS's health-check, status-check and alarm delays scaled down 50x (30 s -> 0.6 s), so the fault
-#: matrix runs in seconds; boot time is modelled separately (--boot-delay).
-#: The launch hook's heartbeat is not scaled: boots run in real time.
-AWS_DELAY_SCALE = 0.02
-CONTROLLER_DELAYS = dataclasses.replace(AwsDelays.fast(AWS_DELAY_SCALE), poll_interval=0.2, lifecycle_timeout=None)
-#: A reboot's OS shutdown and boot (``reboots.REBOOT_SECONDS``, 30 s, an estimate), scaled the same: 0.6 s.
-REBOOT_DELAY = REBOOT_SECONDS * AWS_DELAY_SCALE
-
-
-@dataclass
-class Zone:
-    """What the module made for one availability zone, from the fixture's outputs."""
-
-    name: str
-    asg_name: str
-    route_table_ids: list[str]
-    private_subnet_id: str
-    alarm_name: str | None
-    eip_allocation_id: str | None
 
 
 @dataclass
@@ -94,7 +62,6 @@ class Lab(Resource):
         self.run_id = run_id
         self.zones: dict[str, Zone] = {}
         self.outputs: dict[str, Any] = {}
-        self.vpc: EmulatedVpc | None = None
         self.fleet: InstanceFleet | None = None
         self.controller: AsgHealthController | None = None
         self.dataplane_skip_reason: str | None = None
@@ -103,16 +70,15 @@ class Lab(Resource):
         self.dnf_faulted: list[str] = []
         """Instances that booted with the dnf of :meth:`dnf_on_next_boot`."""
         self._timeline: Timeline | None = None
-        self._vpc_lock = threading.Lock()
-        self._vpc_error: BaseException | None = None
+        self._data_plane = LabDataPlane(backend, config.name, on_router_event=self._on_router_event)
         self._stack = contextlib.ExitStack()
         self._cloud = contextlib.ExitStack()  # the emulated cloud's parts: closed before the destroy
         self.terraform = TerraformWorkdir(
             config.fixture,
-            tf_vars=backend.tf_vars() | {"run_id": run_id, "name": config.name} | _ami(backend) | config.tf_vars,
+            tf_vars=backend.tf_vars() | {"run_id": run_id, "name": config.name} | ami_vars(backend) | config.tf_vars,
             env=backend.env(),
             keep=settings.keep,
-            shared_provider=_plain_http(backend.endpoint_url),
+            shared_provider=plain_http(backend.endpoint_url),
         )
 
     # --- life cycle --------------------------------------------------------------------------
@@ -121,13 +87,13 @@ class Lab(Resource):
         self._stack.enter_context(self.terraform)
         self._stack.enter_context(self._cloud)
         self.dataplane_skip_reason = self._dataplane_unavailable()
-        self._cloud.callback(self._close_vpc)  # after the fleet: instances leave the VPC first
+        self._cloud.callback(self._data_plane.close)  # after the fleet: instances leave the VPC first
         if isinstance(self.backend, MotoBackend):
             # moto has no health loop; LocalStack and AWS have their own.
             self.controller = self._cloud.enter_context(
                 AsgHealthController(self.backend, delays=CONTROLLER_DELAYS, on_event=self._on_asg_event)
             )
-        port = _loopback_port(self.backend.endpoint_url)
+        port = loopback_port(self.backend.endpoint_url)
         if port is not None:
             # Emulators run no instance: boot each one here (on AWS, EC2 does).
             self.fleet = self._cloud.enter_context(
@@ -143,7 +109,7 @@ class Lab(Resource):
                     user_data_transform=self._transform_user_data,
                     image_for=self._image_for,
                     keep=self.settings.keep,
-                    attach=self._attach if self.dataplane_skip_reason is None else None,
+                    attach=self._data_plane.attach if self.dataplane_skip_reason is None else None,
                 )
             )
         if isinstance(self.backend, MotoBackend):
@@ -151,7 +117,7 @@ class Lab(Resource):
         else:
             self.terraform.apply()
         self.outputs = self.terraform.outputs()
-        self.zones = self._zones_from_outputs()
+        self.zones = zones_from_outputs(self.outputs)
         for zone in self.zones:
             self.wait_until_serving(zone, timeout=self.settings.sla)
         return self
@@ -172,48 +138,19 @@ class Lab(Resource):
         self.terraform.destroy()
         self._cloud.close()
 
+    # --- the data plane, built when the first instance boots ---------------------------------
+
+    @property
+    def vpc(self) -> EmulatedVpc | None:
+        """The data plane's emulated VPC, once the first instance booted (:mod:`natlab.lab.data_plane`)."""
+        return self._data_plane.vpc
+
     def _dataplane_unavailable(self) -> str | None:
         if not self.config.dataplane:
             return "the data plane is off for this lab"
         if not isinstance(self.backend, MotoBackend):
             return f"the data plane runs only with the embedded emulator, not --backend {self.backend.name}"
         return unavailable_reason()
-
-    # --- the data plane, built when the first instance boots ---------------------------------
-
-    def _attach(self, ns: Namespace, ifname: str, mac: str, ip_cidr: str) -> None:
-        self._data_plane(ip_cidr.split("/")[0]).attach(ns, ifname=ifname, mac=mac, ip_cidr=ip_cidr)
-
-    def _data_plane(self, booting_ip: str) -> EmulatedVpc:
-        """The emulated VPC, built from the emulator's view on first use (by the first boot).
-
-        The fixture's module depends on the whole network, so when its first instance boots the
-        VPC has every subnet, route table and association it will have.
-        """
-        with self._vpc_lock:
-            if self._vpc_error is not None:
-                raise RuntimeError("the emulated VPC could not be built") from self._vpc_error
-            if self.vpc is None:
-                try:
-                    vpc_id = lab_vpc_id(self.ec2, self.config.name, booting_ip)
-                    vpc = EmulatedVpc(
-                        self.ec2, vpc_id, poll_interval=ROUTE_SYNC_IDLE_INTERVAL, on_event=self._on_router_event
-                    )
-                    self.vpc = vpc.open()
-                except BaseException as error:
-                    self._vpc_error = error
-                    raise
-            return self.vpc
-
-    def _close_vpc(self) -> None:
-        with self._vpc_lock:
-            if self.vpc is not None:
-                self.vpc.close()
-
-    def _check_data_plane(self) -> None:
-        """Raises the data plane's build error, if any (a boot that could not attach never serves)."""
-        if self._vpc_error is not None:
-            raise RuntimeError(f"the emulated VPC could not be built: {self._vpc_error!r}") from self._vpc_error
 
     # --- steering a scenario -----------------------------------------------------------------
 
@@ -315,20 +252,6 @@ class Lab(Resource):
     def autoscaling(self) -> Any:
         return self.backend.client("autoscaling")
 
-    def _zones_from_outputs(self) -> dict[str, Zone]:
-        out = self.outputs
-        return {
-            zone: Zone(
-                name=zone,
-                asg_name=asg,
-                route_table_ids=list(out["zones"][zone]["private_route_table_ids"]),
-                private_subnet_id=out["zones"][zone]["private_subnet_id"],
-                alarm_name=out["status_check_alarm_names"].get(zone),
-                eip_allocation_id=out["elastic_ip_allocation_ids"].get(zone),
-            )
-            for zone, asg in out["autoscaling_group_names"].items()
-        }
-
     def group_instances(self, zone: str) -> dict[str, str]:
         """Instance id -> lifecycle state, for every instance of the zone's group."""
         group = self.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[self.zones[zone].asg_name])[
@@ -368,7 +291,7 @@ class Lab(Resource):
         """Waits until one InService NAT exists and every route of the zone targets its ENI."""
 
         def serving() -> str:
-            self._check_data_plane()
+            self._data_plane.check()
             instance = self.current_nat(zone)
             eni = self.primary_eni(instance)
             targets = self.route_targets(zone)
@@ -442,23 +365,3 @@ class Lab(Resource):
         if self.fleet:
             lines += [f"instance {box.identity.instance_id}: {box.dir}" for box in self.fleet.live()]
         return "\n".join(lines)
-
-
-def _loopback_port(endpoint_url: str | None) -> int | None:
-    """The port of an emulator on this machine's loopback (instances reach it through a relay)."""
-    if not endpoint_url:
-        return None
-    parsed = urlparse(endpoint_url)
-    if parsed.hostname not in ("127.0.0.1", "localhost"):
-        return None
-    return parsed.port or (443 if parsed.scheme == "https" else 80)
-
-
-def _plain_http(endpoint_url: str | None) -> bool:
-    """An emulator without TLS (where Terraform can share one provider process, see ``TerraformWorkdir``)."""
-    return endpoint_url is not None and urlparse(endpoint_url).scheme == "http"
-
-
-def _ami(backend: Backend) -> dict[str, str]:
-    """On moto, its own AL2023 image; elsewhere the module looks the latest one up."""
-    return {"ami_id": MOTO_AL2023_ARM64_AMI} if isinstance(backend, MotoBackend) else {}
