@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from natlab.cloud import dataplane
 from natlab.cloud.backend import MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import build_cloud, nat_instance
@@ -53,20 +54,20 @@ def test_close_leaves_no_namespace_veth_or_process(aws: MotoBackend) -> None:
 
 @needs_netns
 @pytest.mark.dataplane
-@pytest.mark.parametrize("failing_step", ["_build_subnets", "_add_workload"])
+@pytest.mark.parametrize("failing_step", ["build_subnets", "add_workload"])
 def test_exception_mid_setup_leaves_nothing(
     aws: MotoBackend, monkeypatch: pytest.MonkeyPatch, failing_step: str
 ) -> None:
     lab = build_cloud(aws.client("ec2"))
-    seen: list[EmulatedVpc] = []
-    original = getattr(EmulatedVpc, failing_step)
+    seen: list[tuple[object, ...]] = []
+    original = getattr(dataplane, failing_step)
 
-    def half_then_fail(self: EmulatedVpc, *args: object) -> None:
-        seen.append(self)
-        original(self, *args)  # the step's own namespaces/links exist when it fails
+    def half_then_fail(*args: object) -> None:
+        seen.append(args)
+        original(*args)  # the step's own namespaces/links exist when it fails
         raise RuntimeError(f"injected failure after {failing_step}")
 
-    monkeypatch.setattr(EmulatedVpc, failing_step, half_then_fail)
+    monkeypatch.setattr(dataplane, failing_step, half_then_fail)  # the name start() calls
     vpc = EmulatedVpc(lab.ec2, lab.vpc_id)
     with pytest.raises(RuntimeError, match="injected failure"):
         vpc.open()

@@ -2,22 +2,16 @@
 
 ``EmulatedVpc(ec2, vpc_id)`` reads the VPC from the emulator and builds, all in namespaces it owns:
 
-- a router namespace (``natlab-<run>-vpcN-rtr``, ip_forward=1) with one bridge per subnet (fixed MAC,
-  gateway ``.1`` of the subnet) and per subnet an ``ip rule iif <bridge> lookup <table>`` whose table
-  holds the VPC's on-link subnet routes plus the subnet's route table, kept in sync by ``RouteSync``
-  (see ``route_model.py``: IGW with 1:1 NAT, ENI targets, blackholes for dead ENIs and for ENIs whose
-  source/dest check is on);
+- a router namespace (``natlab-<run>-vpcN-rtr``, ip_forward=1) with one bridge and one routing table
+  per subnet (see ``vpc_subnets.py``), the tables kept in sync with the subnets' route tables by
+  ``RouteSync`` (see ``route_model.py``: IGW with 1:1 NAT, ENI targets, blackholes for dead ENIs and
+  for ENIs whose source/dest check is on);
 - an internet namespace linked only to the router (see ``internet.py``: servers on 203.0.113.10);
-- a workload namespace per private subnet (``.10``, default via ``.1``), from which ``probes.py``
-  sends traffic;
+- a workload namespace per private subnet (``vpc_subnets.py``), from which ``probes.py`` sends traffic;
 - instance namespaces are the sandbox's: ``attach()`` plugs one into its subnet's bridge;
 - in the router, what EC2 filters besides routes (``vpc_filter.py``, followed by the same sync):
   security groups (stateful, ingress and egress), the source half of the source/dest check,
   link-local addresses.
-
-Why ``iif <bridge>`` and not ``from <subnet cidr> iif <bridge>``: an AWS route table applies to all
-traffic leaving the subnet, including what a NAT instance forwards with a foreign source address (a
-NAT that forgot to masquerade must hit the IGW and be dropped there, not bypass the route table).
 
 Everything is removed by ``close()`` (also when the start in ``with`` or ``open()`` fails half-way):
 the sync thread stops, then each namespace's processes are killed by PID before the namespace is
@@ -36,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Self
 
 from natlab.resource import Resource
@@ -47,33 +40,18 @@ from .igw_nftables import nft_ruleset
 from .internet import INTERNET_LINK_IP, ROUTER_IFNAME, Internet
 from .netns import Namespace
 from .netns_command import NamespaceError
-from .netns_links import bridge, set_master, veth_pair
+from .netns_links import set_master
 from .netns_names import NETNS_DIR
 from .netns_sysctl import set_sysctl
-from .route_model import SubnetPort, Target, table_for_subnet
+from .route_model import SubnetPort, Target
 from .route_sync import RouterEvent, RouteSync
 from .vpc_filter import VpcFilter
+from .vpc_subnets import Workload, add_workload, build_subnets, router_batch, wants_workload
 
 log = logging.getLogger(__name__)
 
 _vpc_counter = itertools.count(1)
 _port_counter = itertools.count(1)
-TABLE_BASE = 100
-RULE_PRIORITY_BASE = 1000
-WORKLOAD_IFNAME = "eth0"
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A private workload: a namespace at ``ip`` in ``subnet_id``, default route via the router."""
-
-    subnet_id: str
-    ns: Namespace
-    ip: str
-
-    @property
-    def netns(self) -> Path:
-        return self.ns.path
 
 
 @dataclass
@@ -175,13 +153,13 @@ class EmulatedVpc(Resource):
         self.router.open()
         set_sysctl(self.router, "net.ipv4.ip_forward", 1)
         self.internet.start()
-        self._router_batch(["nft", "-f", "-"], nft_ruleset(ROUTER_IFNAME))
+        router_batch(self.router, ["nft", "-f", "-"], nft_ruleset(ROUTER_IFNAME))
         self.filter = VpcFilter(self.ec2, self.vpc_id, self.router)
         self.filter.install()
-        self._build_subnets(subnets)
+        self.ports.update(build_subnets(self.router, self.tag, self.vpc_cidr, subnets))
         for subnet in subnets:
-            if self._wants_workload(subnet, tables):
-                self._add_workload(subnet["SubnetId"])
+            if wants_workload(subnet, tables, self.workload_subnets):
+                add_workload(self.router, self.tag, self.ports[subnet["SubnetId"]], self.workload_host, self.workloads)
         self.sync = RouteSync(
             self.ec2,
             self.vpc_id,
@@ -216,52 +194,6 @@ class EmulatedVpc(Resource):
             self.attachments.clear()
         self.internet.close()
         self.router.close()  # instance-side veth ends vanish with their router ends
-
-    def _router_batch(self, argv: list[str], script: str) -> None:
-        proc = self.router.run(argv, input=script.encode(), timeout=10, check=False)
-        if proc.returncode != 0:
-            raise NamespaceError(
-                f"{' '.join(argv)} in {self.router.name} failed: {proc.stderr.decode().strip()}\n{script}"
-            )
-
-    def _wants_workload(self, subnet: dict[str, Any], tables: list[dict[str, Any]]) -> bool:
-        if self.workload_subnets is not None:
-            return subnet["SubnetId"] in self.workload_subnets
-        table = table_for_subnet(tables, subnet["SubnetId"]) or {}
-        return not any(r.get("GatewayId", "").startswith("igw-") for r in table.get("Routes") or [])
-
-    def _build_subnets(self, subnets: list[dict[str, Any]]) -> None:
-        vpc_index = int(self.tag[3:]) % 256
-        for index, subnet in enumerate(subnets):
-            cidr = ipaddress.ip_network(subnet["CidrBlock"])
-            port = SubnetPort(subnet["SubnetId"], str(cidr), f"nlbr{index}", TABLE_BASE + index)
-            bridge(self.router, port.bridge, f"02:4e:4c:{vpc_index:02x}:{index:02x}:01")
-            self.router.add_address(port.bridge, f"{cidr.network_address + 1}/{cidr.prefixlen}")
-            self.ports[port.subnet_id] = port
-        lines = []
-        for port in self.ports.values():
-            for other in self.ports.values():  # the VPC's local route, subnet by subnet
-                lines.append(f"route replace {other.cidr} dev {other.bridge} table {port.table}")
-            lines.append(f"route replace blackhole {self.vpc_cidr} table {port.table}")
-            priority = RULE_PRIORITY_BASE + 2 * (port.table - TABLE_BASE)
-            lines.append(f"rule add iif {port.bridge} priority {priority} lookup {port.table}")
-            # Nothing in the subnet's route table matched: AWS drops it (no ICMP).
-            lines.append(f"rule add iif {port.bridge} priority {priority + 1} blackhole")
-        self._router_batch(["ip", "-batch", "-"], "\n".join(lines) + "\n")
-
-    def _add_workload(self, subnet_id: str) -> Workload:
-        port = self.ports[subnet_id]
-        index = port.table - TABLE_BASE
-        cidr = ipaddress.ip_network(port.cidr)
-        ip = str(cidr.network_address + self.workload_host)
-        ns = Namespace(f"{self.tag}-wl{index}")
-        self.workloads[subnet_id] = workload = Workload(subnet_id, ns, ip)
-        ns.open()
-        veth_pair(self.router, f"nlwl{index}", ns, WORKLOAD_IFNAME)
-        set_master(self.router, f"nlwl{index}", port.bridge)
-        ns.add_address(WORKLOAD_IFNAME, f"{ip}/{cidr.prefixlen}")
-        ns.ip("route", "add", "default", "via", str(cidr.network_address + 1))
-        return workload
 
     # -- instances ---------------------------------------------------------------------------------
 
@@ -428,4 +360,4 @@ class EmulatedVpc(Resource):
         return "\n".join(parts)
 
 
-__all__ = ["Attachment", "EmulatedVpc", "Workload"]
+__all__ = ["Attachment", "EmulatedVpc"]
