@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from natlab.cloud.backend import MotoBackend
+from natlab.cloud.boot_env import SHIMS_DIR
 from natlab.cloud.fleet import InstanceFleet, identity_from_backend
 from natlab.cloud.imds import InstanceIdentity
 from natlab.cloud.netns import Namespace
@@ -21,7 +22,7 @@ from natlab.cloud.netns_available import namespaces_available, unavailable_reaso
 from natlab.cloud.netns_names import PREFIX, RUN_ID, list_namespaces
 from natlab.cloud.overlay import mirror_directories
 from natlab.cloud.relay import TcpRelay
-from natlab.cloud.sandbox import SHIMS_DIR, InstanceSandbox
+from natlab.cloud.sandbox import InstanceSandbox
 
 pytestmark = pytest.mark.skipif(not namespaces_available(), reason=unavailable_reason() or "")
 

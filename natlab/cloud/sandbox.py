@@ -8,12 +8,9 @@
   namespace (``detached.py``), so the interface exists but leads nowhere;
 * IMDSv2 on ``169.254.169.254:80`` and a TCP relay ``127.0.0.1:4566`` -> the emulator on the
   host's loopback, both inside that namespace;
-* the user data run by ``bash`` in private mount and UTS namespaces (host name ``ip-a-b-c-d``),
-  with overlays on ``/etc`` and ``/var/log`` (``overlay.py``: writes land in
-  ``<instance dir>/upper/{etc,var/log}``), recording shims for ``systemctl``/``dnf``/``aws`` first on
-  ``PATH``, and an environment built from scratch (nothing is inherited from the host: ``HOME`` is
-  the instance dir, so the ``aws`` CLI never reads ``~/.aws``; no credentials either: the script
-  reads the instance role's from IMDS, as on EC2);
+* the user data run by ``bash`` in private mount and UTS namespaces, with overlays on ``/etc`` and
+  ``/var/log``, recording shims first on ``PATH`` and an environment built from scratch
+  (``boot_env.py``: the ``boot.sh`` wrapper and that environment);
 * the software of its image (``image.py``): the profile's packages only (the host's ``nft`` is
   absent on ``al2023``), what ``dnf`` installed kept in ``<instance dir>/image``, and the memory of
   its instance type in ``/proc/meminfo``.
@@ -36,7 +33,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -48,47 +44,26 @@ from natlab.module import bootlog
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
+from .boot_env import RELAY_PORT, boot_environment, boot_wrapper
 from .detached import DETACHED
 from .image import Image
 from .imds import ImdsRequest, ImdsServer, InstanceIdentity
 from .netns import Namespace
 from .overlay import Overlays
+from .process_groups import group_alive
 from .relay import TcpRelay
-from .systemd_units import start_commands
 
 log = logging.getLogger(__name__)
 
-SHIMS_DIR = Path(__file__).resolve().parent / "shims"
-RELAY_PORT = 4566
 PRIMARY_IFNAME = "ens5"
 DEFAULT_LOG_FILE = "/var/log/nat-instance-boot.log"
 WATCH_LOG_FILE = "/var/log/nat-instance-watch.log"
-SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class AttachFn(Protocol):
     """Gives the instance its primary interface: ``ifname`` with ``mac`` and ``ip_cidr``, up."""
 
     def __call__(self, ns: Namespace, ifname: str, mac: str, ip_cidr: str) -> None: ...
-
-
-def aws_cli_dir() -> Path:
-    """Directory holding the ``aws`` CLI: this interpreter's venv ``bin`` if it has one."""
-    venv_bin = Path(sys.prefix) / "bin"
-    if (venv_bin / "aws").exists():
-        return venv_bin
-    # An interpreter that loads the harness venv's packages from outside it (the unprivileged run of
-    # harness/test_rootless.py): the `aws` beside the awscli package.
-    with contextlib.suppress(ImportError):
-        import awscli
-
-        package_bin = Path(awscli.__file__).resolve().parents[4] / "bin"
-        if (package_bin / "aws").exists():
-            return package_bin
-    found = shutil.which("aws")
-    if found is None:
-        raise FileNotFoundError("no `aws` CLI: install awscli into the harness venv")
-    return Path(found).parent
 
 
 class InstanceSandbox(Resource):
@@ -180,19 +155,9 @@ class InstanceSandbox(Resource):
 
     def environment(self) -> dict[str, str]:
         """The complete environment the user data runs with (nothing from the host)."""
-        env = {
-            "PATH": f"{SHIMS_DIR}:{aws_cli_dir()}:{SYSTEM_PATH}",
-            "HOME": str(self.dir),
-            "LANG": "C.UTF-8",
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{RELAY_PORT}",
-            "AWS_DEFAULT_REGION": self.identity.region,
-            "NATLAB_SHIM_LOG": str(self.shim_log_path),
-            "NATLAB_AWS_CLI": str(aws_cli_dir() / "aws"),
-            "NATLAB_INSTANCE_ID": self.identity.instance_id,
-        }
-        env.update(self.disk.environment())
-        env.update(self.env_overrides)
-        return env
+        return boot_environment(
+            self.identity, self.dir, self.shim_log_path, self.disk.environment(), self.env_overrides
+        )
 
     def _write_files(self) -> Path:
         """The instance dir: overlays, ``user-data``, the shim log and the ``boot.sh`` wrapper."""
@@ -201,24 +166,17 @@ class InstanceSandbox(Resource):
         self.disk.prepare()
         (self.dir / "user-data").write_bytes(self.user_data)
         self.shim_log_path.touch()
-        delay = f"sleep {self.boot_delay:.3f}\n" if self.boot_delay > 0 else ""
-        if self.started_again:
-            commands = start_commands(self.upper("/etc"), self.overlays.host_path)
-            run = "".join(f"{shlex.join(command)}\n" for command in commands) or "true\n"
-        else:
-            run = f"exec bash {shlex.quote(str(self.dir / 'user-data'))}\n"
         wrapper = self.dir / "boot.sh"
         wrapper.write_text(
-            "#!/usr/bin/env bash\n"
-            f"# natlab boot of {self.identity.instance_id}: run by `ip netns exec NS unshare -m -u`.\n"
-            "set -o errexit -o nounset -o pipefail\n"
-            f"{delay}"
-            f"hostname {shlex.quote(self.hostname)}\n"
-            "mount --make-rprivate /\n"
-            f"{self.overlays.mount_commands()}"
-            f"{self.disk.mount_commands()}"
-            f"cd {shlex.quote(str(self.dir))}\n"
-            f"{run}"
+            boot_wrapper(
+                self.identity.instance_id,
+                self.hostname,
+                self.dir,
+                self.overlays,
+                self.disk,
+                boot_delay=self.boot_delay,
+                started_again=self.started_again,
+            )
         )
         return wrapper
 
@@ -263,7 +221,7 @@ class InstanceSandbox(Resource):
         code = proc.wait()
         # background helpers of the script (e.g. `tee` of its log) finish their writes first
         with contextlib.suppress(TimeoutError):
-            wait_until(lambda: not _group_alive(proc.pid), what="boot helpers to exit", timeout=1.0, interval=0.02)
+            wait_until(lambda: not group_alive(proc.pid), what="boot helpers to exit", timeout=1.0, interval=0.02)
         self.exited_at = time.time()
         self.exit_code = code
         log.info("%s: user data exited %d", self.identity.instance_id, code)
@@ -395,28 +353,3 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except FileNotFoundError:
         return ""
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while a non-zombie process is in process group ``pgid``.
-
-    Zombies are ignored: an orphaned helper (the script's ``tee``) is reparented to PID 1, which on
-    some machines (a firecracker VM's init here) does not reap it for a long time.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # fields: state ppid pgrp ...
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False

@@ -19,10 +19,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from natlab.cloud.boot_env import RELAY_PORT
 from natlab.cloud.imds import IMDS_ADDRESS
 from natlab.cloud.inbound_probes import SCAN_TCP_PORTS, SCAN_UDP_PORTS, Listeners, try_tcp, try_udp
 from natlab.cloud.netns import Namespace
-from natlab.cloud.sandbox import RELAY_PORT
 from natlab.cloud.vpc_filter import eni_addresses
 from natlab.lab.lab import Lab
 

@@ -30,9 +30,10 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 
 from natlab.cloud.backend import MotoBackend
+from natlab.cloud.boot_env import SHIMS_DIR, SYSTEM_PATH, aws_cli_dir
 from natlab.cloud.fleet import identity_from_backend
 from natlab.cloud.image import Image
-from natlab.cloud.sandbox import SHIMS_DIR, SYSTEM_PATH, InstanceSandbox, aws_cli_dir
+from natlab.cloud.sandbox import InstanceSandbox
 from natlab.resource import Resource
 from natlab.waiting import wait_until
 
