@@ -30,6 +30,16 @@ class _Tracked(Protocol):
 _T = TypeVar("_T", bound=_Tracked)
 
 
+def heartbeat_timeout(hook: dict[str, Any], override: float | None) -> float:
+    """How long ``hook`` waits for an answer: the lab's ``override``, else its HeartbeatTimeout (AWS: 3600 s)."""
+    return override if override is not None else float(hook.get("HeartbeatTimeout", 3600))
+
+
+def default_result(hook: dict[str, Any]) -> str:
+    """What an unanswered ``hook`` applies (AWS's default: ABANDON)."""
+    return str(hook.get("DefaultResult", "ABANDON"))
+
+
 class LaunchHooks:
     """Launch hooks' heartbeat timeouts and ABANDONs, driven by the ASG controller's polls."""
 
@@ -59,11 +69,8 @@ class LaunchHooks:
         for hook in hooks:
             if hook.get("LifecycleTransition") != "autoscaling:EC2_INSTANCE_LAUNCHING":
                 continue
-            timeout = self.lifecycle_timeout
-            if timeout is None:
-                timeout = float(hook.get("HeartbeatTimeout", 3600))
-            if now - tracked.first_seen >= timeout:
-                result = hook.get("DefaultResult", "ABANDON")
+            if now - tracked.first_seen >= heartbeat_timeout(hook, self.lifecycle_timeout):
+                result = default_result(hook)
                 logger.info("%s: lifecycle hook timed out, applying %s", instance_id, result)
                 self._emit(LIFECYCLE_TIMEOUT, instance_id)
                 self._call(

@@ -41,6 +41,8 @@ from typing import Any, Protocol
 
 import botocore.exceptions
 
+from natlab.cloud.launch_hooks import default_result, heartbeat_timeout
+
 logger = logging.getLogger(__name__)
 
 PENDING = "Warmed:Pending:Wait"  # launched into the pool, its boot script preparing it
@@ -269,11 +271,8 @@ class WarmPoolKeeper:
         hook = self._launch_hook(name)
         if hook is None:
             return
-        timeout = self.lifecycle_timeout
-        if timeout is None:
-            timeout = float(hook.get("HeartbeatTimeout", 3600))
-        if now - member.changed_at >= timeout:
-            result = hook.get("DefaultResult", "ABANDON")
+        if now - member.changed_at >= heartbeat_timeout(hook, self.lifecycle_timeout):
+            result = default_result(hook)
             logger.info("%s: warm pool launch hook timed out, applying %s", member.instance_id, result)
             self._emit(WARM_TIMEOUT, member.instance_id)
             self.pools.set_state(member.instance_id, PROCEED if result == "CONTINUE" else ABANDONED)
