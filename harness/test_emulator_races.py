@@ -15,6 +15,12 @@ GROUP_RACE = (
     "'natlab-sb-20261130005034969800000005' already exists"
 )
 
+REVOKE_RACE = (
+    "revoking default IPv4 egress rule for Security Group (sg-c5c4c3eef111ac99c): operation error EC2: "
+    "RevokeSecurityGroupEgress, https response error StatusCode: 400, api error InvalidPermission.NotFound: "
+    "The specified rule does not exist in this security group"
+)
+
 
 class FailingApplies:
     """Stands in for a TerraformWorkdir whose applies fail with the given messages, then succeed."""
@@ -30,7 +36,7 @@ class FailingApplies:
         return ""
 
 
-@pytest.mark.parametrize("race", [RACE, PROFILE_RACE, GROUP_RACE])
+@pytest.mark.parametrize("race", [RACE, PROFILE_RACE, GROUP_RACE, REVOKE_RACE])
 def test_a_known_race_is_applied_once_more(race: str) -> None:
     workdir = FailingApplies(race)
     apply_retrying_emulator_races(workdir)  # type: ignore[arg-type]
