@@ -37,3 +37,21 @@ def test_the_image_catalogue_keeps_the_labs_image_and_leaves_out_the_ecs_ones(aw
     assert len(ecs_images) > 1000, "moto's ECS catalogue changed: check what the skip saves"
     with pytest.raises(ClientError, match=r"InvalidAMIID\.NotFound"):
         ec2.describe_images(ImageIds=[ecs_images[0]["ami_id"]])
+
+
+def test_region_lists_are_botocores_own_and_a_new_session_loads_nothing_for_them(monkeypatch: pytest.MonkeyPatch):
+    from boto3.session import Session
+    from botocore.loaders import Loader
+
+    from natlab.cloud import region_lists
+
+    for partition in ("aws", "aws-us-gov", "aws-cn"):
+        expected = region_lists._original(Session(), "ec2", partition)
+        assert "us-east-1" in expected or partition != "aws"
+        assert Session().get_available_regions("ec2", partition) == expected
+
+    def no_loading(self: Loader, path: str) -> None:
+        raise AssertionError(f"loaded {path} again")
+
+    monkeypatch.setattr(Loader, "load_data_with_path", no_loading)
+    assert "us-east-1" in Session().get_available_regions("ec2")

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from natlab.cloud import region_lists  # noqa: F401  (first: before moto's EC2 models are imported)
 from natlab.cloud.backend import Backend, BackendError, MotoBackend
 from natlab.cloud.dataplane import EmulatedVpc
 from natlab.cloud.dataplane_lab import CloudLab, build_cloud
