@@ -21,6 +21,12 @@ REVOKE_RACE = (
     "The specified rule does not exist in this security group"
 )
 
+TEMPLATE_RACE = (
+    "creating EC2 Launch Template (natlab-3z-us-east-1c): operation error EC2: CreateLaunchTemplate, https "
+    "response error StatusCode: 400, api error InvalidLaunchTemplateName.AlreadyExistsException: Launch template "
+    "name already in use."
+)
+
 
 class FailingApplies:
     """Stands in for a TerraformWorkdir whose applies fail with the given messages, then succeed."""
@@ -36,7 +42,7 @@ class FailingApplies:
         return ""
 
 
-@pytest.mark.parametrize("race", [RACE, PROFILE_RACE, GROUP_RACE, REVOKE_RACE])
+@pytest.mark.parametrize("race", [RACE, PROFILE_RACE, GROUP_RACE, REVOKE_RACE, TEMPLATE_RACE])
 def test_a_known_race_is_applied_once_more(race: str) -> None:
     workdir = FailingApplies(race)
     apply_retrying_emulator_races(workdir)  # type: ignore[arg-type]

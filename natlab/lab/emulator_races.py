@@ -30,6 +30,9 @@ EMULATOR_RACES = (
     # answered "does not exist", as if sent a second time (no 5xx logged). The group is tainted and
     # replaced by the second apply, as for the authorize above.
     "InvalidPermission.NotFound: The specified rule does not exist in this security group",
+    # Seen in make verify on 2026-11-30: CreateLaunchTemplate answered "already exists" for the
+    # zone's template, in the first apply of a fresh emulator (reset when the lab opened).
+    "InvalidLaunchTemplateName.AlreadyExistsException",
 )
 
 
