@@ -34,30 +34,42 @@ class FailingApplies:
     def __init__(self, *failures: str) -> None:
         self.failures = list(failures)
         self.applies = 0
+        self.events: list[str] = []
 
     def apply(self) -> str:
         self.applies += 1
+        self.events.append("apply")
         if self.failures:
             raise TerraformError(f"terraform apply failed (exit 1):\nError: {self.failures.pop(0)}")
         return ""
+
+    def delete_launch_template(self, LaunchTemplateName: str) -> None:
+        """Stands in for the EC2 client too: records the deletion among the applies."""
+        self.events.append(f"delete {LaunchTemplateName}")
 
 
 @pytest.mark.parametrize("race", [RACE, PROFILE_RACE, GROUP_RACE, REVOKE_RACE, TEMPLATE_RACE])
 def test_a_known_race_is_applied_once_more(race: str) -> None:
     workdir = FailingApplies(race)
-    apply_retrying_emulator_races(workdir)  # type: ignore[arg-type]
+    apply_retrying_emulator_races(workdir, ec2=workdir)  # type: ignore[arg-type]
     assert workdir.applies == 2
+
+
+def test_the_template_a_lost_race_made_is_deleted_before_the_second_apply() -> None:
+    workdir = FailingApplies(TEMPLATE_RACE)
+    apply_retrying_emulator_races(workdir, ec2=workdir)  # type: ignore[arg-type]
+    assert workdir.events == ["apply", "delete natlab-3z-us-east-1c", "apply"]
 
 
 def test_the_same_race_twice_fails_the_lab() -> None:
     workdir = FailingApplies(RACE, RACE)
     with pytest.raises(TerraformError, match="Duplicate"):
-        apply_retrying_emulator_races(workdir)  # type: ignore[arg-type]
+        apply_retrying_emulator_races(workdir, ec2=workdir)  # type: ignore[arg-type]
     assert workdir.applies == 2
 
 
 def test_any_other_failure_is_not_retried() -> None:
     workdir = FailingApplies("creating EC2 Launch Template: InvalidParameterValue")
     with pytest.raises(TerraformError, match="InvalidParameterValue"):
-        apply_retrying_emulator_races(workdir)  # type: ignore[arg-type]
+        apply_retrying_emulator_races(workdir, ec2=workdir)  # type: ignore[arg-type]
     assert workdir.applies == 1

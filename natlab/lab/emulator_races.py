@@ -11,11 +11,20 @@ converges; any other failure, or the same one twice, fails the lab as before.
 from __future__ import annotations
 
 import logging
+import re
+from typing import Any
 
 from natlab.lab.terraform import TerraformWorkdir
 from natlab.lab.terraform_error import TerraformError
 
 logger = logging.getLogger(__name__)
+
+# Seen in make verify on 2026-11-30: CreateLaunchTemplate answered "already exists" for the zone's
+# template in the first apply of a fresh emulator (reset when the lab opened). The template's name is
+# fixed, not generated, and it is in no state yet: the second apply would meet it again, so the
+# orphan (made by this apply) is deleted first.
+TEMPLATE_RACE = "InvalidLaunchTemplateName.AlreadyExistsException"
+ORPHAN_TEMPLATE = re.compile(r"creating EC2 Launch Template \(([^)]+)\)")
 
 EMULATOR_RACES = (
     "InvalidPermission.Duplicate: The specified rule already exists",
@@ -30,14 +39,12 @@ EMULATOR_RACES = (
     # answered "does not exist", as if sent a second time (no 5xx logged). The group is tainted and
     # replaced by the second apply, as for the authorize above.
     "InvalidPermission.NotFound: The specified rule does not exist in this security group",
-    # Seen in make verify on 2026-11-30: CreateLaunchTemplate answered "already exists" for the
-    # zone's template, in the first apply of a fresh emulator (reset when the lab opened).
-    "InvalidLaunchTemplateName.AlreadyExistsException",
+    TEMPLATE_RACE,
 )
 
 
-def apply_retrying_emulator_races(terraform: TerraformWorkdir) -> None:
-    """``terraform.apply()``; once more if the emulator failed it with a known race."""
+def apply_retrying_emulator_races(terraform: TerraformWorkdir, ec2: Any) -> None:
+    """``terraform.apply()``; once more if the emulator failed it with a known race (``ec2``: its client)."""
     try:
         terraform.apply()
     except TerraformError as error:
@@ -45,4 +52,7 @@ def apply_retrying_emulator_races(terraform: TerraformWorkdir) -> None:
         if race is None:
             raise
         logger.warning("emulator race in the first apply (%s): applying once more", race)
+        if race == TEMPLATE_RACE:
+            for name in ORPHAN_TEMPLATE.findall(str(error)):
+                ec2.delete_launch_template(LaunchTemplateName=name)
         terraform.apply()

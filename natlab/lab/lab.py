@@ -113,7 +113,7 @@ class Lab(Resource):
                 )
             )
         if isinstance(self.backend, MotoBackend):
-            apply_retrying_emulator_races(self.terraform)
+            apply_retrying_emulator_races(self.terraform, self.ec2)
         else:
             self.terraform.apply()
         self.outputs = self.terraform.outputs()
