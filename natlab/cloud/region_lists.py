@@ -2,7 +2,7 @@
 
 When ``moto.ec2.models`` is imported it lists EC2's regions three times (partitions aws, aws-us-gov,
 aws-cn), each through a new ``boto3.Session()``, and each new session loads EC2's multi-megabyte
-service model to find its endpoint prefix: 0.4 s of the 1.3 s it takes to import the harness's
+service model to find its endpoint prefix: 0.3 s of the 1.2 s it took to import the harness's
 plugin, paid by the pytest process, every xdist worker and every sub-pytest a test runs. A list
 is botocore's data, the same for every session of the process: one session answers them all (it
 loads the model once) and each answer is kept.
