@@ -190,8 +190,8 @@ def assert_waits_in_the_pool_without_touching_the_zone(lab: Lab, instance_id: st
     assert "prepared, waiting in the warm pool (Warmed:Stopped)" in box.boot_log(), box.describe()
     eni = lab.primary_eni(instance_id)
     assert lab.ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]["SourceDestCheck"]
-    # Seen twice in loaded runs, not explained: the group took this instance ~1 s after its stop,
-    # right after the previous warm-pool scenario. The group's events say what asked for it.
+    # A start here without the group's asking was the fleet restarting the instance on a state it
+    # had read before the stop (test_fleet_polls.py); the group's events tell the two apart.
     events = lab.controller.events[-12:] if lab.controller is not None else []
     assert boot_modes(lab, instance_id) == ["first-boot"], f"the group's last events: {events}"
     etc = box.etc_changes()

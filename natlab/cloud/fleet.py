@@ -230,6 +230,9 @@ class InstanceFleet(Resource):
                     box.terminate()
                     self._stopped.add(iid)
                     self._emit("stopped", iid, state=state)
+                    # ``state`` may have been read before this stop: a start again shows at the next look
+                    # (read at once, a stale "running" restarted a warm instance just stopped in its pool).
+                    continue
                 if box is not None and not box.terminated and state == "running" and self._rebooted_since_boot(iid):
                     self._reboot(box, instance)
                 elif box is None and in_asg and state == "running" and iid not in self._failed:
