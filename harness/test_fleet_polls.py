@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,38 +27,44 @@ class Box:
         self.terminated = True
 
 
-@pytest.fixture
-def fleet(monkeypatch: pytest.MonkeyPatch) -> Iterator[InstanceFleet]:
+@dataclass
+class Watched:
     """A fleet (never started: no thread, no emulator) whose warm pool holds one booted instance."""
+
+    fleet: InstanceFleet
+    pools: WarmPools
+    booted: list[dict[str, Any]]  # the keyword arguments of every boot the fleet started
+
+    def look(self, state: str) -> None:
+        """One poll of the fleet, reading the instance in ``state``."""
+        self.fleet._instances = lambda: iter([{"InstanceId": WARM, "State": {"Name": state}}])  # type: ignore[method-assign]
+        self.fleet.poll_once()
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[Watched]:
     pools = WarmPools()
     pools.add("nat-a", WARM)
     fleet = InstanceFleet(1, warm_pools=pools)
     fleet.sandboxes[WARM] = Box()  # type: ignore[assignment]
     fleet._stops_at_boot[WARM] = 0
+    booted: list[dict[str, Any]] = []
     monkeypatch.setattr(fleet, "_asg_instances", set)
-    fleet.booted: list[dict[str, Any]] = []  # type: ignore[misc]
-    monkeypatch.setattr(fleet, "_boot", lambda instance, **kind: fleet.booted.append(kind))  # type: ignore[attr-defined]
-    yield fleet
+    monkeypatch.setattr(fleet, "_boot", lambda instance, **kind: booted.append(kind))
+    yield Watched(fleet, pools, booted)
     fleet.close()  # its work folder
 
 
-def look(fleet: InstanceFleet, state: str) -> None:
-    fleet._instances = lambda: iter([{"InstanceId": WARM, "State": {"Name": state}}])  # type: ignore[method-assign]
-    fleet.poll_once()
+def test_a_stop_counted_after_the_state_was_read_ends_the_sandbox_without_a_restart(watched: Watched) -> None:
+    watched.pools.note_stopped(WARM)  # the keeper stopped it after this look read "running"
+    watched.look("running")
+    assert watched.fleet.sandboxes[WARM].terminated and watched.booted == []
+    watched.look("stopped")
+    assert watched.booted == []
 
 
-def test_a_stop_counted_after_the_state_was_read_ends_the_sandbox_without_a_restart(fleet: InstanceFleet) -> None:
-    assert fleet.warm_pools is not None
-    fleet.warm_pools.note_stopped(WARM)  # the keeper stopped it after this look read "running"
-    look(fleet, "running")
-    assert fleet.sandboxes[WARM].terminated and fleet.booted == []  # type: ignore[attr-defined]
-    look(fleet, "stopped")
-    assert fleet.booted == []  # type: ignore[attr-defined]
-
-
-def test_an_instance_stopped_and_started_between_two_looks_boots_again_at_the_next(fleet: InstanceFleet) -> None:
-    assert fleet.warm_pools is not None
-    fleet.warm_pools.note_stopped(WARM)
-    look(fleet, "running")
-    look(fleet, "running")
-    assert fleet.booted == [{"started_again": True}]  # type: ignore[attr-defined]
+def test_an_instance_stopped_and_started_between_two_looks_boots_again_at_the_next(watched: Watched) -> None:
+    watched.pools.note_stopped(WARM)
+    watched.look("running")
+    watched.look("running")
+    assert watched.booted == [{"started_again": True}]
